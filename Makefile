@@ -1,0 +1,32 @@
+# Two commands matter: `make demo` runs sealq on the embedded local AWS stand-in,
+# `make test` runs lint, types and the whole test suite. Both create what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export SEALQ_STANDIN_HOME ?= $(CURDIR)/.emu
+
+.PHONY: setup test lint demo bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check producer worker tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+demo: setup
+	$(BIN)/sealq demo
+
+bench: setup
+	$(BIN)/python bench/envelope.py
+
+clean:
+	rm -rf $(VENV) .emu .pytest_cache .mypy_cache .ruff_cache

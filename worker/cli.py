@@ -1,0 +1,49 @@
+"""The `sealq` command. Every failure the user can fix ends as one line on stderr and a
+non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from producer.cli import add_send_parser
+from producer.errors import SealqError
+from producer.sqs_errors import AwsError, describe_aws_error
+
+from .keys_cli import add_keys_parser
+from .keyset import UnknownKidError
+from .kms_keys import KeyShreddedError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sealq",
+        description="Messages over SQS that only the holder of a KMS-wrapped key can read.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_keys_parser(sub)
+    add_send_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (SealqError, UnknownKidError, KeyShreddedError) as exc:
+        message = exc.args[0] if exc.args else str(exc)
+        print(f"sealq: error: {message}", file=sys.stderr)
+        return 1
+    except AwsError as exc:
+        print(f"sealq: error: {describe_aws_error(exc, 'AWS call')}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sealq: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
