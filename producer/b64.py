@@ -1,16 +1,18 @@
 """Strict unpadded base64url (RFC 7515 section 2), as JOSE requires.
 
-The stdlib decoder silently skips characters outside the alphabet; a strict check first
-keeps a token with stray bytes from decoding to something else.
+The stdlib's urlsafe decoder silently skips characters outside the alphabet; here the
+translated input goes through binascii's strict mode, which refuses them, and `+`, `/` and
+`=` (standard alphabet, padding) are refused up front. This is also faster than the stdlib
+path, which matters: every message decodes five parts.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
 
-_B64URL = re.compile(rb"[A-Za-z0-9_-]*")
+URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+B64_PADDING = (b"", b"", b"==", b"=")
 
 
 def b64url_encode(data: bytes) -> bytes:
@@ -19,12 +21,15 @@ def b64url_encode(data: bytes) -> bytes:
 
 def b64url_decode(data: bytes) -> bytes:
     """Decode unpadded base64url; raise ValueError on anything else."""
-    if len(data) % 4 == 1 or _B64URL.fullmatch(data) is None:
+    remainder = len(data) % 4
+    if remainder == 1 or b"+" in data or b"/" in data or b"=" in data:
         raise ValueError("not base64url")
     try:
-        return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
-    except binascii.Error as exc:
-        raise ValueError("not base64url") from exc
+        return binascii.a2b_base64(
+            data.translate(URLSAFE_TO_STANDARD) + B64_PADDING[remainder], strict_mode=True
+        )
+    except binascii.Error:
+        raise ValueError("not base64url") from None
 
 
 def int_to_b64url(value: int, length: int | None = None) -> str:
