@@ -1,0 +1,501 @@
+"""The worker pool: pollers fill a bounded buffer, consumers open and hand off, outcomes are
+acted on in batches. One class, one event loop; see DESIGN section 6.
+
+- Backpressure: a poller takes buffer slots before it asks SQS for messages, so memory is
+  bounded by `max_in_flight` whatever the queue depth.
+- Nothing is lost: a message is deleted only after its handler succeeded or it is safely in
+  the DLQ; every other path leaves it in SQS (visibility backoff, or visibility 0 on
+  shutdown) to be delivered again.
+- Crypto runs in a thread pool: RSA and ECDH release the GIL, so they use every core, and a
+  slow RSA-4096 operation never stalls the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from producer.errors import OpenError, Reason
+from producer.jwe import DEFAULT_MAX_TOKEN_BYTES, OpeningKey, decrypt
+from producer.message import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_KEY_ID
+from producer.raw import open_raw
+
+from .aws_errors import error_code
+from .batcher import Batcher
+from .classify import KeyIndex, Open, Reject, UnknownKid, Verdict, classify
+from .handler import Handler, HandlerRejected, Message
+from .keycache import KeyCache, KeyRefused, KeyUnavailable
+from .keystore import KeysetError, KeysetStore
+from .logs import event
+from .outcomes import backoff_s, dead_letter_attributes
+from .settings import MAX_VISIBILITY_S, WorkerSettings
+from .stats import Stats
+
+log = logging.getLogger("sealq.worker")
+
+AWS_ERRORS = (ClientError, BotoCoreError, OSError, asyncio.TimeoutError)
+UNKNOWN_KID_REFRESH_MIN_S = 5.0
+KMS_RETRY_S = 15
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A received message from receipt to outcome."""
+
+    message_id: str
+    receipt: str
+    body: str
+    attributes: dict[str, str]
+    raw_attributes: dict[str, Any]
+    receive_count: int
+    received_at: float
+    visible_until: float
+    started_at: float = 0.0
+    finished: bool = field(default=False)
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        handler: Handler,
+        *,
+        sqs: Any,
+        kms: Any,
+        keystore: KeysetStore,
+        clock: Callable[[], float] = time.time,
+        max_message_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+    ) -> None:
+        self.settings = settings
+        self.stats = Stats()
+        self._handler = handler
+        self._sqs = sqs
+        self._store = keystore
+        self._clock = clock
+        self._max_bytes = max_message_bytes
+        self._crypto = ThreadPoolExecutor(
+            settings.crypto_threads, thread_name_prefix="sealq-crypto"
+        )
+        self.keys = KeyCache(kms, executor=self._crypto, clock=clock)
+        self._index: KeyIndex | None = None
+        self._last_refresh = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
+        self._rng = random.Random()  # noqa: S311 - jitter, not secrets
+        self._buffer: asyncio.Queue[InFlight | None] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._inflight: dict[str, InFlight] = {}
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self.last_poll_at: float | None = None
+        q = settings.queue_url
+        self._deleter = Batcher(
+            "DeleteMessageBatch",
+            lambda entries: self._sqs.delete_message_batch(QueueUrl=q, Entries=entries),
+        )
+        self._visibility = Batcher(
+            "ChangeMessageVisibilityBatch",
+            lambda entries: self._sqs.change_message_visibility_batch(QueueUrl=q, Entries=entries),
+        )
+
+    # ----- lifecycle -------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._index is not None and not self._stopping
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown; `run` returns once it is done."""
+        self._stopping = True
+        self._stop.set()
+
+    async def run(self) -> None:
+        await self._load_keyset()
+        s = self.settings
+        pollers = [asyncio.create_task(self._poll(), name=f"poller-{i}") for i in range(s.pollers)]
+        consumers = [
+            asyncio.create_task(self._consume(), name=f"consumer-{i}") for i in range(s.concurrency)
+        ]
+        chores = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._housekeeping())]
+        event(
+            log,
+            logging.INFO,
+            "worker started",
+            queue=s.queue_url,
+            concurrency=s.concurrency,
+            pollers=s.pollers,
+            keys=len(self._index or ()),
+        )
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown(pollers, consumers, chores)
+
+    async def _shutdown(
+        self,
+        pollers: list[asyncio.Task[None]],
+        consumers: list[asyncio.Task[None]],
+        chores: list[asyncio.Task[None]],
+    ) -> None:
+        self._stopping = True
+        started = time.monotonic()
+        for task in pollers:
+            task.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        # Received but not started: give them back to SQS at once.
+        while not self._buffer.empty():
+            item = self._buffer.get_nowait()
+            if item is not None:
+                self._release(item)
+        for _ in consumers:
+            self._buffer.put_nowait(None)
+        _, late = await asyncio.wait(consumers, timeout=self.settings.shutdown_grace_s)
+        for task in late:
+            task.cancel()  # _consume releases the message it was working on
+        await asyncio.gather(*consumers, return_exceptions=True)
+        for task in chores:
+            task.cancel()
+        await asyncio.gather(*chores, return_exceptions=True)
+        await self._deleter.close()
+        await self._visibility.close()
+        self._crypto.shutdown(wait=False, cancel_futures=True)
+        event(
+            log,
+            logging.INFO,
+            "worker stopped",
+            handled=self.stats.handled,
+            released=self.stats.released,
+            unfinished_handlers=len(late),
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    # ----- keyset ----------------------------------------------------------------------
+
+    async def _load_keyset(self) -> None:
+        keyset = await asyncio.to_thread(self._store.load)
+        index = KeyIndex(keyset)
+        self._last_refresh = time.monotonic()
+        if self._index is not None:
+            for kid in self.keys.kids():
+                entry = index.get(kid)
+                if entry is None or entry.shredded:
+                    self.keys.evict(kid)
+                    event(log, logging.INFO, "key evicted", kid=kid, why="expired in keyset")
+        added = index.kids() - (self._index.kids() if self._index is not None else frozenset())
+        self._index = index
+        if added:
+            event(log, logging.INFO, "keyset loaded", keys=len(index), new=sorted(added))
+
+    async def _refresh(self) -> None:
+        """Single-flight keyset re-read; a failure keeps the keys we have."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.create_task(self._load_keyset())
+        task = self._refreshing
+        try:
+            await asyncio.shield(task)
+        except KeysetError as exc:
+            event(log, logging.WARNING, "keyset refresh failed", error=str(exc))
+        finally:
+            if self._refreshing is task and task.done():
+                self._refreshing = None
+
+    async def _refresh_for_unknown(self) -> None:
+        if (
+            self._refreshing is not None
+            or time.monotonic() - self._last_refresh >= UNKNOWN_KID_REFRESH_MIN_S
+        ):
+            await self._refresh()
+
+    # ----- receiving -------------------------------------------------------------------
+
+    async def _take_slots(self) -> int:
+        await self._slots.acquire()
+        taken = 1
+        while taken < 10 and not self._slots.locked():
+            await self._slots.acquire()  # does not suspend while a slot is free
+            taken += 1
+        return taken
+
+    def _give_slots(self, count: int) -> None:
+        for _ in range(count):
+            self._slots.release()
+
+    async def _poll(self) -> None:
+        s = self.settings
+        failures = 0
+        while not self._stopping:
+            wanted = await self._take_slots()
+            try:
+                response = await self._sqs.receive_message(
+                    QueueUrl=s.queue_url,
+                    MaxNumberOfMessages=wanted,
+                    WaitTimeSeconds=s.wait_time_s,
+                    VisibilityTimeout=s.visibility_timeout_s,
+                    MessageAttributeNames=["All"],
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                )
+            except asyncio.CancelledError:
+                self._give_slots(wanted)
+                raise
+            except AWS_ERRORS as exc:
+                self._give_slots(wanted)
+                failures += 1
+                delay = min(2 ** min(failures, 5), 30) * self._rng.uniform(0.5, 1.0)
+                event(
+                    log,
+                    logging.WARNING,
+                    "receive failed",
+                    error=error_code(exc),
+                    retry_in_s=round(delay, 1),
+                )
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            self.last_poll_at = time.monotonic()
+            messages = response.get("Messages", [])
+            self._give_slots(wanted - len(messages))
+            now = time.monotonic()
+            for raw in messages:
+                item = self._in_flight(raw, now)
+                self._inflight[item.receipt] = item
+                self.stats.received += 1
+                self._buffer.put_nowait(item)
+
+    def _in_flight(self, raw: dict[str, Any], now: float) -> InFlight:
+        raw_attrs = raw.get("MessageAttributes") or {}
+        attrs = {k: v["StringValue"] for k, v in raw_attrs.items() if "StringValue" in v}
+        return InFlight(
+            message_id=raw["MessageId"],
+            receipt=raw["ReceiptHandle"],
+            body=raw.get("Body", ""),
+            attributes=attrs,
+            raw_attributes=raw_attrs,
+            receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+            received_at=now,
+            visible_until=now + self.settings.visibility_timeout_s,
+        )
+
+    # ----- processing ------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            item = await self._buffer.get()
+            if item is None:
+                return
+            try:
+                await self._process(item)
+            except asyncio.CancelledError:
+                if not item.finished:
+                    self._release(item)
+                raise
+            except Exception as exc:  # a bug of ours: keep the message, never the body
+                event(
+                    log,
+                    logging.ERROR,
+                    "unexpected error",
+                    message_id=item.message_id,
+                    error=type(exc).__name__,
+                )
+                if not item.finished:
+                    self._retry(item, "internal-error")
+
+    def _verdict(self, item: InFlight) -> Verdict:
+        assert self._index is not None
+        return classify(
+            item.body,
+            item.attributes,
+            self._index,
+            self._clock(),
+            self.settings.key_grace_s,
+            self._max_bytes,
+        )
+
+    async def _process(self, item: InFlight) -> None:
+        item.started_at = time.monotonic()
+        verdict = self._verdict(item)
+        if isinstance(verdict, UnknownKid):
+            await self._refresh_for_unknown()
+            verdict = self._verdict(item)
+            if isinstance(verdict, UnknownKid):
+                verdict = Reject(Reason.UNKNOWN_KEY, "")
+        if isinstance(verdict, Reject):
+            await self._dead_letter(item, verdict.reason, verdict.detail)
+            return
+        try:
+            key = await self.keys.get(verdict.entry)
+        except KeyUnavailable as exc:
+            self._retry(item, "kms-unavailable", str(exc), delay_s=KMS_RETRY_S)
+            return
+        except KeyRefused as exc:
+            await self._dead_letter(item, Reason.DECRYPT_FAILED, str(exc))
+            return
+        try:
+            plaintext = await self._open(verdict, key, item.body)
+        except OpenError as exc:
+            await self._dead_letter(item, exc.reason, "")
+            return
+        message = Message(
+            plaintext=plaintext,
+            kid=key.kid,
+            message_id=item.message_id,
+            receive_count=item.receive_count,
+            client_id=item.attributes.get(ATTR_CLIENT_ID),
+            content_type=item.attributes.get(ATTR_CONTENT_TYPE),
+            attributes=item.attributes,
+        )
+        del plaintext
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.settings.handler_timeout_s):
+                await self._handler(message)
+        except HandlerRejected as exc:
+            await self._dead_letter(item, Reason.HANDLER_REJECTED, str(exc))
+            return
+        except Exception as exc:
+            name = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+            if item.receive_count >= self.settings.max_attempts:
+                await self._dead_letter(
+                    item, Reason.HANDLER_ERROR, f"{name} after {item.receive_count} attempts"
+                )
+            else:
+                self._retry(item, "handler-error", name)
+            return
+        finally:
+            self.stats.handler_latency_sum_s += time.monotonic() - started
+        self.stats.handled += 1
+        event(
+            log,
+            logging.DEBUG,
+            "handled",
+            message_id=item.message_id,
+            kid=key.kid,
+            client_id=message.client_id,
+            latency_ms=round((time.monotonic() - item.received_at) * 1000, 1),
+        )
+        self._delete(item)
+
+    async def _open(self, verdict: Open, key: OpeningKey, body: str) -> bytes:
+        loop = asyncio.get_running_loop()
+        if verdict.parsed is None:
+            return await loop.run_in_executor(self._crypto, open_raw, body, key)
+        return await loop.run_in_executor(self._crypto, decrypt, verdict.parsed, key)
+
+    # ----- outcomes --------------------------------------------------------------------
+
+    def _finish(self, item: InFlight) -> None:
+        if not item.finished:
+            item.finished = True
+            self._inflight.pop(item.receipt, None)
+            self._slots.release()
+
+    def _delete(self, item: InFlight) -> None:
+        def done(ok: bool) -> None:
+            if not ok:
+                self.stats.ack_failures += 1
+                event(
+                    log,
+                    logging.WARNING,
+                    "delete failed; SQS will deliver it again",
+                    message_id=item.message_id,
+                )
+            self._finish(item)
+
+        self._deleter.submit({"ReceiptHandle": item.receipt}, done)
+
+    def _set_visibility(self, item: InFlight, seconds: int) -> None:
+        self._visibility.submit(
+            {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds},
+            lambda ok: self._finish(item),
+        )
+
+    def _retry(
+        self, item: InFlight, why: str, detail: str = "", delay_s: int | None = None
+    ) -> None:
+        s = self.settings
+        delay = (
+            delay_s
+            if delay_s is not None
+            else backoff_s(item.receive_count, s.backoff_base_s, s.backoff_max_s, self._rng)
+        )
+        self.stats.retried += 1
+        event(
+            log,
+            logging.INFO,
+            "retry later",
+            message_id=item.message_id,
+            why=why,
+            error=detail or None,
+            attempt=item.receive_count,
+            retry_in_s=delay,
+        )
+        self._set_visibility(item, delay)
+
+    def _release(self, item: InFlight) -> None:
+        """Hand an unfinished message straight back to SQS (shutdown)."""
+        self.stats.released += 1
+        self._set_visibility(item, 0)
+
+    async def _dead_letter(self, item: InFlight, reason: Reason, detail: str) -> None:
+        kid = item.attributes.get(ATTR_KEY_ID, "")
+        try:
+            await self._sqs.send_message(
+                QueueUrl=self.settings.dlq_url,
+                MessageBody=item.body,
+                MessageAttributes=dead_letter_attributes(item.raw_attributes, reason, detail),
+            )
+        except AWS_ERRORS as exc:
+            # Not in the DLQ, so not deleted: it comes back and we try again.
+            self._retry(item, "dlq-send-failed", error_code(exc))
+            return
+        self.stats.dead_lettered[(reason.value, kid)] += 1
+        event(
+            log,
+            logging.WARNING,
+            "dead-lettered",
+            message_id=item.message_id,
+            kid=kid or None,
+            client_id=item.attributes.get(ATTR_CLIENT_ID),
+            reason=reason.value,
+        )
+        self._delete(item)
+
+    # ----- background chores -----------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        """Extend every unfinished message whose visibility would lapse before the next tick,
+        never past SQS's 12 h limit from receipt."""
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.heartbeat_s)
+            now = time.monotonic()
+            for item in list(self._inflight.values()):
+                if item.finished or item.visible_until - now > s.heartbeat_s * 1.5:
+                    continue
+                left = MAX_VISIBILITY_S - (now - item.received_at) - 60
+                extend = int(min(s.visibility_timeout_s, left))
+                if extend <= 0:
+                    continue
+                item.visible_until = now + extend
+                self._visibility.submit(
+                    {"ReceiptHandle": item.receipt, "VisibilityTimeout": extend}, lambda ok: None
+                )
+
+    async def _housekeeping(self) -> None:
+        s = self.settings
+        while True:
+            await asyncio.sleep(min(5.0, s.keyset_refresh_s))
+            for kid in self.keys.evict_expired(self._clock(), s.key_grace_s):
+                event(log, logging.INFO, "key evicted", kid=kid, why="expired")
+            if time.monotonic() - self._last_refresh >= s.keyset_refresh_s:
+                await self._refresh()
