@@ -56,7 +56,11 @@ class AsyncProducer:
         if self._sqs is None:
             from aiobotocore.session import get_session
 
-            self._sqs = await self._stack.enter_async_context(get_session().create_client("sqs"))
+            from .aws import aio_client_config
+
+            self._sqs = await self._stack.enter_async_context(
+                get_session().create_client("sqs", config=aio_client_config())
+            )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -100,7 +104,9 @@ class AsyncProducer:
                         QueueUrl=self.queue_url, Entries=batch_request(pending)
                     )
                 except AwsError as exc:
-                    raise SendError(describe_aws_error(exc, "SendMessageBatch")) from None
+                    raise SendError(
+                        describe_aws_error(exc, "SendMessageBatch"), sent_count=len(result.sent)
+                    ) from None
                 pending = exchange.send(response)
         except StopIteration:
             pass

@@ -8,13 +8,22 @@ import sys
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
+from typing import NoReturn
 
-from .errors import SealqError
+from .errors import SealqError, SendError
 from .message import OutgoingMessage
 from .progress import Progress
 from .sync_producer import Producer
 
 CHUNK = 100
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """Usage mistakes end as one stderr line naming the fix, like every other sealq error,
+    instead of argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def add_send_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,7 +66,17 @@ def run_send(args: argparse.Namespace) -> int:
     sent, failed, offset = 0, [], 0
     with Progress("sent", enabled=None if not args.json else False) as progress:
         while chunk := list(islice(messages, CHUNK)):
-            result = producer.send_batch(chunk)
+            try:
+                result = producer.send_batch(chunk)
+            except SendError as exc:
+                done = sent + exc.sent_count
+                if not done:
+                    raise
+                raise SendError(
+                    f"{exc}; {done} message(s) were sent before this failure, so re-sending "
+                    "every line would duplicate them",
+                    sent_count=done,
+                ) from None
             sent += len(result.sent)
             failed += [
                 {"line": offset + f.index + 1, "code": f.code, "message": f.message}

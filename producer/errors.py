@@ -55,4 +55,12 @@ class InvalidKidError(SealqError, ValueError):
 
 
 class SendError(SealqError):
-    """SQS refused or could not be reached for a whole call (not a per-entry failure)."""
+    """SQS refused or could not be reached for a whole call (not a per-entry failure).
+
+    From `send_batch`, `sent_count` says how many messages of the call SQS had already
+    accepted in earlier batches, so a caller does not blindly re-send them all.
+    """
+
+    def __init__(self, message: str, *, sent_count: int = 0) -> None:
+        super().__init__(message)
+        self.sent_count = sent_count

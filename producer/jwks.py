@@ -48,7 +48,9 @@ def parse_jwks(document: bytes | str | Mapping[str, Any]) -> tuple[SealingKey, .
 
 
 def choose_key(keys: tuple[SealingKey, ...], now: float) -> SealingKey:
-    """The current key: among keys valid at `now`, the one with the latest not-before."""
+    """The current key: among keys valid at `now`, the one with the latest not-before (then
+    the latest expiry). A full tie goes to the key listed first, as `sealq keys publish`
+    lists the newest key first."""
     usable = [k for k in keys if k.usable_at(now)]
     if not usable:
         latest = max((k.expires_at or 0 for k in keys), default=0)
@@ -65,7 +67,7 @@ def choose_key(keys: tuple[SealingKey, ...], now: float) -> SealingKey:
 
 
 class _Fetcher:
-    """Reads one source, skipping the parse when it has not changed (mtime or ETag)."""
+    """Reads one source, skipping the parse when it has not changed (content or ETag)."""
 
     def __init__(self, source: str | Path, s3_client: Any | None) -> None:
         self.source = source
@@ -82,15 +84,15 @@ class _Fetcher:
         return self._fetch_file(Path(src))
 
     def _fetch_file(self, path: Path) -> bytes | None:
+        # Compared by content, not mtime: a JWKS is small, and a rewrite within one mtime
+        # tick (coarse filesystems) that keeps the size would otherwise go unnoticed.
         try:
-            stat = path.stat()
-            version = (stat.st_mtime_ns, stat.st_size)
-            if version == self._version:
-                return None
             data = path.read_bytes()
         except OSError as exc:
             raise JwksError(f"cannot read JWKS file {path}: {exc.strerror or exc}") from None
-        self._version = version
+        if data == self._version:
+            return None
+        self._version = data
         return data
 
     def _fetch_http(self, url: str) -> bytes | None:
@@ -125,9 +127,9 @@ class _Fetcher:
         if not bucket or not key:
             raise JwksError(f"S3 URL {url!r} must look like s3://bucket/key")
         if self._s3 is None:
-            import boto3
+            from .aws import client
 
-            self._s3 = boto3.client("s3")
+            self._s3 = client("s3")
         try:
             response = self._s3.get_object(Bucket=bucket, Key=key)
             etag = response.get("ETag")

@@ -10,12 +10,19 @@ from botocore.exceptions import (
 )
 
 AwsError = (BotoCoreError, ClientError)
+_NO_QUEUE_CODES = frozenset(
+    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
+)
 
 
 def describe_aws_error(exc: BaseException, action: str) -> str:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
-        return f"{action} failed: {err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")
+        code = str(err.get("Code", "error"))
+        text = f"{action} failed: {code}: {err.get('Message', '')}".rstrip(": ")
+        if code in _NO_QUEUE_CODES:
+            text += "; check the queue URL (and AWS_DEFAULT_REGION / AWS_ENDPOINT_URL)"
+        return _one_line(text)
     if isinstance(exc, EndpointConnectionError):
         return (
             f"{action} failed: cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}; "
@@ -23,4 +30,9 @@ def describe_aws_error(exc: BaseException, action: str) -> str:
         )
     if isinstance(exc, NoCredentialsError):
         return f"{action} failed: no AWS credentials; configure the standard AWS credential chain"
-    return f"{action} failed: {exc}"
+    return _one_line(f"{action} failed: {exc}")
+
+
+def _one_line(text: str) -> str:
+    """Service messages may carry newlines; a CLI error is one line."""
+    return " ".join(text.split())

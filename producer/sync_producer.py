@@ -45,9 +45,9 @@ class Producer:
         self._clock = clock
         self._retries = retries
         if sqs_client is None:
-            import boto3
+            from .aws import client
 
-            sqs_client = boto3.client("sqs")
+            sqs_client = client("sqs")
         self._sqs: Any = sqs_client
 
     def seal(self, message: OutgoingMessage | bytes | str) -> Entry:
@@ -90,7 +90,9 @@ class Producer:
                         QueueUrl=self.queue_url, Entries=batch_request(pending)
                     )
                 except AwsError as exc:
-                    raise SendError(describe_aws_error(exc, "SendMessageBatch")) from None
+                    raise SendError(
+                        describe_aws_error(exc, "SendMessageBatch"), sent_count=len(result.sent)
+                    ) from None
                 pending = exchange.send(response)
         except StopIteration:
             pass

@@ -7,23 +7,27 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from producer.cli import add_send_parser
+from producer.cli import OneLineArgumentParser, add_send_parser
 from producer.errors import SealqError
 from producer.sqs_errors import AwsError, describe_aws_error
 
+from .demo import add_demo_parser
 from .keys_cli import add_keys_parser
 from .keyset import UnknownKidError
 from .kms_keys import KeyShreddedError
+from .run_cli import add_run_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="sealq",
         description="Messages over SQS that only the holder of a KMS-wrapped key can read.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_keys_parser(sub)
     add_send_parser(sub)
+    add_run_parser(sub)
+    add_demo_parser(sub)
     return parser
 
 
@@ -39,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AwsError as exc:
         print(f"sealq: error: {describe_aws_error(exc, 'AWS call')}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. `sealq keys list | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("sealq: interrupted", file=sys.stderr)
         return 130

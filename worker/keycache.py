@@ -57,6 +57,11 @@ class KeyCache:
     def __contains__(self, kid: str) -> bool:
         return kid in self._keys
 
+    def peek(self, kid: str) -> OpeningKey | None:
+        """The cached key, without a coroutine: the per-message fast path."""
+        cached = self._keys.get(kid)
+        return cached[0] if cached is not None else None
+
     async def get(self, entry: KeyEntry) -> OpeningKey:
         kid = entry.record.kid
         cached = self._keys.get(kid)
@@ -95,14 +100,10 @@ class KeyCache:
         except ClientError as exc:
             code = error_code(exc)
             if code in KMS_PERMANENT:
-                raise KeyRefused(
-                    f"KMS refused the wrapped key for {entry.record.kid}: {code}"
-                ) from None
+                raise KeyRefused(f"KMS refused the wrapped key for {entry.record.kid}: {code}") from None
             raise KeyUnavailable(f"KMS Decrypt for {entry.record.kid} failed: {code}") from None
         except (TimeoutError, BotoCoreError, OSError) as exc:
-            raise KeyUnavailable(
-                f"KMS Decrypt for {entry.record.kid} failed: {error_code(exc)}"
-            ) from None
+            raise KeyUnavailable(f"KMS Decrypt for {entry.record.kid} failed: {error_code(exc)}") from None
         der = response["Plaintext"]
         # Parsing costs ~ms for big RSA keys; keep it off the event loop.
         loop = asyncio.get_running_loop()

@@ -10,6 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from producer import aws
+from producer.cli import OneLineArgumentParser
 from producer.errors import SealqError
 from producer.sqs_errors import AwsError, describe_aws_error
 
@@ -18,9 +22,26 @@ from .keyset import KeyRecord, Keyset, KeySpec, iso
 from .keystore import KeysetStore
 from .kms_keys import create_key
 
+# KMS answers that mean the --cmk value is what needs fixing.
+_CMK_PROBLEMS = frozenset(
+    {
+        "NotFoundException",
+        "DisabledException",
+        "KMSInvalidStateException",
+        "InvalidKeyUsageException",
+        "InvalidArnException",
+        "AccessDeniedException",
+    }
+)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
 
 def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    """Precise: `created_at` orders keys made in the same second (create, then rotate)."""
+    return datetime.now(UTC)
 
 
 def _duration(text: str) -> timedelta:
@@ -41,7 +62,12 @@ def _spec(text: str) -> KeySpec:
 
 def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = subparsers.add_parser("keys", help="create, rotate, expire and publish key pairs")
-    sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    sub = keys.add_subparsers(
+        dest="keys_command",
+        required=True,
+        metavar="COMMAND",
+        parser_class=OneLineArgumentParser,
+    )
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -93,9 +119,7 @@ def _store(args: argparse.Namespace) -> KeysetStore:
 
 
 def _kms() -> Any:
-    import boto3
-
-    return boto3.client("kms")
+    return aws.client("kms")
 
 
 def _record_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
@@ -134,9 +158,10 @@ def _create(
     try:
         record = create_key(_kms(), cmk=cmk, spec=spec, lifetime=lifetime, now=now)
     except AwsError as exc:
-        raise SealqError(
-            describe_aws_error(exc, "KMS GenerateDataKeyPairWithoutPlaintext")
-        ) from None
+        message = describe_aws_error(exc, "KMS GenerateDataKeyPairWithoutPlaintext")
+        if isinstance(exc, ClientError) and error_code(exc) in _CMK_PROBLEMS:
+            message += f"; check --cmk {cmk!r} (key id, ARN or alias/NAME, enabled, in this region)"
+        raise SealqError(message) from None
     store.save(keyset.with_record(record))
     if args.json:
         print(json.dumps(_record_view(record, now)))

@@ -64,6 +64,12 @@ def new_kid(spec: KeySpec, now: datetime) -> str:
     return f"{spec.short}-{now.strftime('%Y%m%d')}-{secrets.token_hex(4)}"
 
 
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamps must carry a timezone (use ...Z)")
+    return value.astimezone(UTC)
+
+
 class KeyRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -86,14 +92,19 @@ class KeyRecord(BaseModel):
     def _kid(cls, value: str) -> str:
         return validate_kid(value)
 
-    @field_validator("created_at", "not_before", "expires_at", "shredded_at")
+    @field_validator("not_before", "expires_at", "shredded_at")
     @classmethod
     def _utc_seconds(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("timestamps must carry a timezone (use ...Z)")
-        return value.astimezone(UTC).replace(microsecond=0)
+        return _utc(value).replace(microsecond=0)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc_precise(cls, value: datetime) -> datetime:
+        """Kept to the microsecond: it orders keys made within the same second (a rotate
+        right after a create), where not-before and expiry tie."""
+        return _utc(value)
 
     def encryption_context(self) -> dict[str, str]:
         """Bound into the wrapped key by KMS: editing kid or expiry makes Decrypt refuse."""
@@ -140,7 +151,11 @@ class KeyRecord(BaseModel):
 
     def shredded(self, now: datetime) -> KeyRecord:
         return self.model_copy(
-            update={"wrapped_private_key": None, "state": KeyState.EXPIRED, "shredded_at": now}
+            update={
+                "wrapped_private_key": None,
+                "state": KeyState.EXPIRED,
+                "shredded_at": _utc(now).replace(microsecond=0),
+            }
         )
 
 

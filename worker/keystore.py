@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from producer import aws
 from producer.errors import SealqError
 from producer.sqs_errors import describe_aws_error
 
@@ -47,9 +48,7 @@ class KeysetStore:
 
     def _client(self) -> Any:
         if self._s3 is None:
-            import boto3
-
-            self._s3 = boto3.client("s3")
+            self._s3 = aws.client("s3")
         return self._s3
 
     def read_bytes(self) -> bytes:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +25,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from producer.errors import OpenError, Reason
-from producer.jwe import DEFAULT_MAX_TOKEN_BYTES, OpeningKey, decrypt
+from producer.jwe import DEFAULT_MAX_TOKEN_BYTES, OpeningKey
 from producer.message import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_KEY_ID
-from producer.raw import open_raw
 
 from .aws_errors import error_code
 from .batcher import Batcher
 from .classify import KeyIndex, Open, Reject, UnknownKid, Verdict, classify
+from .crypto import open_batch
 from .handler import Handler, HandlerRejected, Message
 from .keycache import KeyCache, KeyRefused, KeyUnavailable
 from .keystore import KeysetError, KeysetStore
@@ -81,16 +82,17 @@ class Worker:
         self._store = keystore
         self._clock = clock
         self._max_bytes = max_message_bytes
-        self._crypto = ThreadPoolExecutor(
-            settings.crypto_threads, thread_name_prefix="sealq-crypto"
-        )
+        self._crypto = ThreadPoolExecutor(settings.crypto_threads, thread_name_prefix="sealq-crypto")
         self.keys = KeyCache(kms, executor=self._crypto, clock=clock)
         self._index: KeyIndex | None = None
         self._last_refresh = 0.0
         self._refreshing: asyncio.Task[None] | None = None
         self._rng = random.Random()  # noqa: S311 - jitter, not secrets
-        self._buffer: asyncio.Queue[InFlight | None] = asyncio.Queue()
+        self._buffer: asyncio.Queue[list[InFlight] | None] = asyncio.Queue()
+        self._handlers = asyncio.Semaphore(settings.concurrency)
         self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._slot_lock = asyncio.Lock()
+        self._receiving: set[asyncio.Task[Any]] = set()
         self._inflight: dict[str, InFlight] = {}
         self._stop = asyncio.Event()
         self._stopping = False
@@ -124,9 +126,10 @@ class Worker:
         await self._load_keyset()
         s = self.settings
         pollers = [asyncio.create_task(self._poll(), name=f"poller-{i}") for i in range(s.pollers)]
-        consumers = [
-            asyncio.create_task(self._consume(), name=f"consumer-{i}") for i in range(s.concurrency)
-        ]
+        # Enough batch consumers to keep every crypto thread busy while handlers run;
+        # handler calls themselves are bounded by the `concurrency` semaphore.
+        count = -(-s.concurrency // 10) + s.crypto_threads
+        consumers = [asyncio.create_task(self._consume(), name=f"consumer-{i}") for i in range(count)]
         chores = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._housekeeping())]
         event(
             log,
@@ -150,13 +153,22 @@ class Worker:
     ) -> None:
         self._stopping = True
         started = time.monotonic()
+        # A long poll cut off mid-request may still hand messages to the dead connection,
+        # hiding them for a whole visibility timeout; so a poll already in flight may finish
+        # (bounded) and what it brings is released at once. Idle pollers just stop.
         for task in pollers:
-            task.cancel()
+            if task not in self._receiving:
+                task.cancel()
+        busy = [t for t in pollers if not t.done() and t in self._receiving]
+        if busy:
+            wait = min(self.settings.wait_time_s + 2.0, self.settings.shutdown_grace_s)
+            _, slow = await asyncio.wait(busy, timeout=wait)
+            for task in slow:
+                task.cancel()
         await asyncio.gather(*pollers, return_exceptions=True)
         # Received but not started: give them back to SQS at once.
         while not self._buffer.empty():
-            item = self._buffer.get_nowait()
-            if item is not None:
+            for item in self._buffer.get_nowait() or ():
                 self._release(item)
         for _ in consumers:
             self._buffer.put_nowait(None)
@@ -210,22 +222,26 @@ class Worker:
             if self._refreshing is task and task.done():
                 self._refreshing = None
 
-    async def _refresh_for_unknown(self) -> None:
-        if (
-            self._refreshing is not None
-            or time.monotonic() - self._last_refresh >= UNKNOWN_KID_REFRESH_MIN_S
-        ):
+    async def _refresh_for_unknown(self, item: InFlight) -> bool:
+        """Re-read the keyset (rate-limited) for a message naming an unknown kid. False when
+        the keyset has not been read since the message arrived and may not be yet: the
+        caller retries it once the limit allows, so a key rotated in is never dead-lettered."""
+        if self._refreshing is not None or time.monotonic() - self._last_refresh >= UNKNOWN_KID_REFRESH_MIN_S:
             await self._refresh()
+            return True
+        return self._last_refresh >= item.received_at or item.receive_count > 1
 
     # ----- receiving -------------------------------------------------------------------
 
     async def _take_slots(self) -> int:
-        await self._slots.acquire()
-        taken = 1
-        while taken < 10 and not self._slots.locked():
-            await self._slots.acquire()  # does not suspend while a slot is free
-            taken += 1
-        return taken
+        """Wait for room for a full receive (ten, or max_in_flight if smaller): receiving
+        one message at a time as single slots free up would cost a call per message.
+        One poller collects at a time, so two half-filled pollers cannot deadlock."""
+        wanted = min(10, self.settings.max_in_flight)
+        async with self._slot_lock:
+            for _ in range(wanted):
+                await self._slots.acquire()
+        return wanted
 
     def _give_slots(self, count: int) -> None:
         for _ in range(count):
@@ -236,6 +252,12 @@ class Worker:
         failures = 0
         while not self._stopping:
             wanted = await self._take_slots()
+            if self._stopping:
+                self._give_slots(wanted)
+                return
+            me = asyncio.current_task()
+            assert me is not None
+            self._receiving.add(me)
             try:
                 response = await self._sqs.receive_message(
                     QueueUrl=s.queue_url,
@@ -261,16 +283,24 @@ class Worker:
                 )
                 await asyncio.sleep(delay)
                 continue
+            finally:
+                self._receiving.discard(me)
             failures = 0
             self.last_poll_at = time.monotonic()
             messages = response.get("Messages", [])
             self._give_slots(wanted - len(messages))
+            if not messages:
+                continue
             now = time.monotonic()
-            for raw in messages:
-                item = self._in_flight(raw, now)
+            batch = [self._in_flight(raw, now) for raw in messages]
+            for item in batch:
                 self._inflight[item.receipt] = item
-                self.stats.received += 1
-                self._buffer.put_nowait(item)
+            self.stats.received += len(batch)
+            if self._stopping:
+                for item in batch:
+                    self._release(item)
+                return
+            self._buffer.put_nowait(batch)
 
     def _in_flight(self, raw: dict[str, Any], now: float) -> InFlight:
         raw_attrs = raw.get("MessageAttributes") or {}
@@ -287,45 +317,66 @@ class Worker:
         )
 
     # ----- processing ------------------------------------------------------------------
+    #
+    # Consumers take whole received batches (up to ten messages): classification runs on
+    # the loop, and all the batch's decryption goes to the crypto threads in ONE call, so
+    # the per-message cost of handing work to a thread is paid once per batch. Each
+    # message then gets its own handler call, outcome and ack, so one slow or failing
+    # message never holds back the others.
 
     async def _consume(self) -> None:
         while True:
-            item = await self._buffer.get()
-            if item is None:
+            batch = await self._buffer.get()
+            if batch is None:
                 return
             try:
-                await self._process(item)
+                await self._process_batch(batch)
             except asyncio.CancelledError:
-                if not item.finished:
-                    self._release(item)
+                for item in batch:
+                    if not item.finished:
+                        self._release(item)
                 raise
-            except Exception as exc:  # a bug of ours: keep the message, never the body
-                event(
-                    log,
-                    logging.ERROR,
-                    "unexpected error",
-                    message_id=item.message_id,
-                    error=type(exc).__name__,
-                )
-                if not item.finished:
-                    self._retry(item, "internal-error")
+            except Exception as exc:  # a bug of ours: keep the messages, never log bodies
+                event(log, logging.ERROR, "unexpected error", error=type(exc).__name__)
+                for item in batch:
+                    if not item.finished:
+                        self._retry(item, "internal-error")
 
     def _verdict(self, item: InFlight) -> Verdict:
         assert self._index is not None
         return classify(
-            item.body,
-            item.attributes,
-            self._index,
-            self._clock(),
-            self.settings.key_grace_s,
-            self._max_bytes,
+            item.body, item.attributes, self._index, self._clock(), self.settings.key_grace_s, self._max_bytes
         )
 
-    async def _process(self, item: InFlight) -> None:
-        item.started_at = time.monotonic()
-        verdict = self._verdict(item)
+    async def _process_batch(self, batch: list[InFlight]) -> None:
+        jobs: list[tuple[InFlight, OpeningKey, Open]] = []
+        steps: list[Awaitable[None]] = []
+        for item in batch:
+            verdict = self._verdict(item)
+            key = self.keys.peek(verdict.entry.record.kid) if isinstance(verdict, Open) else None
+            if key is not None:
+                jobs.append((item, key, verdict))  # type: ignore[arg-type]
+            else:
+                steps.append(self._process_slowly(item, verdict))
+        if jobs:
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(
+                self._crypto, open_batch, [(v.parsed, key, item.body) for item, key, v in jobs]
+            )
+            for (item, key, _), result in zip(jobs, results, strict=True):
+                if isinstance(result, OpenError):
+                    steps.append(self._dead_letter(item, result.reason, ""))
+                else:
+                    steps.append(self._dispatch(item, key, result))
+        await asyncio.gather(*steps)
+
+    async def _process_slowly(self, item: InFlight, verdict: Verdict) -> None:
+        """A message that needs a keyset refresh, a KMS call, or a dead-letter."""
         if isinstance(verdict, UnknownKid):
-            await self._refresh_for_unknown()
+            if not await self._refresh_for_unknown(item):
+                wait = UNKNOWN_KID_REFRESH_MIN_S - (time.monotonic() - self._last_refresh)
+                self._retry(item, "unknown-kid", verdict.kid, delay_s=max(1, math.ceil(wait)))
+                return
             verdict = self._verdict(item)
             if isinstance(verdict, UnknownKid):
                 verdict = Reject(Reason.UNKNOWN_KEY, "")
@@ -340,11 +391,14 @@ class Worker:
         except KeyRefused as exc:
             await self._dead_letter(item, Reason.DECRYPT_FAILED, str(exc))
             return
-        try:
-            plaintext = await self._open(verdict, key, item.body)
-        except OpenError as exc:
-            await self._dead_letter(item, exc.reason, "")
-            return
+        loop = asyncio.get_running_loop()
+        (result,) = await loop.run_in_executor(self._crypto, open_batch, [(verdict.parsed, key, item.body)])
+        if isinstance(result, OpenError):
+            await self._dead_letter(item, result.reason, "")
+        else:
+            await self._dispatch(item, key, result)
+
+    async def _dispatch(self, item: InFlight, key: OpeningKey, plaintext: bytes) -> None:
         message = Message(
             plaintext=plaintext,
             kid=key.kid,
@@ -355,24 +409,27 @@ class Worker:
             attributes=item.attributes,
         )
         del plaintext
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(self.settings.handler_timeout_s):
-                await self._handler(message)
-        except HandlerRejected as exc:
-            await self._dead_letter(item, Reason.HANDLER_REJECTED, str(exc))
-            return
-        except Exception as exc:
-            name = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-            if item.receive_count >= self.settings.max_attempts:
-                await self._dead_letter(
-                    item, Reason.HANDLER_ERROR, f"{name} after {item.receive_count} attempts"
-                )
-            else:
-                self._retry(item, "handler-error", name)
-            return
-        finally:
-            self.stats.handler_latency_sum_s += time.monotonic() - started
+        async with self._handlers:
+            if self._stopping:  # never started: SQS delivers it again at once
+                self._release(item)
+                return
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(self.settings.handler_timeout_s):
+                    await self._handler(message)
+            except HandlerRejected as exc:
+                await self._dead_letter(item, Reason.HANDLER_REJECTED, str(exc))
+                return
+            except Exception as exc:  # any handler failure is a retry
+                name = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                if item.receive_count >= self.settings.max_attempts:
+                    detail = f"{name} after {item.receive_count} attempts"
+                    await self._dead_letter(item, Reason.HANDLER_ERROR, detail)
+                else:
+                    self._retry(item, "handler-error", name)
+                return
+            finally:
+                self.stats.handler_latency_sum_s += time.monotonic() - started
         self.stats.handled += 1
         event(
             log,
@@ -384,12 +441,6 @@ class Worker:
             latency_ms=round((time.monotonic() - item.received_at) * 1000, 1),
         )
         self._delete(item)
-
-    async def _open(self, verdict: Open, key: OpeningKey, body: str) -> bytes:
-        loop = asyncio.get_running_loop()
-        if verdict.parsed is None:
-            return await loop.run_in_executor(self._crypto, open_raw, body, key)
-        return await loop.run_in_executor(self._crypto, decrypt, verdict.parsed, key)
 
     # ----- outcomes --------------------------------------------------------------------
 
@@ -419,9 +470,7 @@ class Worker:
             lambda ok: self._finish(item),
         )
 
-    def _retry(
-        self, item: InFlight, why: str, detail: str = "", delay_s: int | None = None
-    ) -> None:
+    def _retry(self, item: InFlight, why: str, detail: str = "", delay_s: int | None = None) -> None:
         s = self.settings
         delay = (
             delay_s

@@ -1,0 +1,1 @@
+"""Example handlers for `sealq run --handler`; copy one to start your own."""
