@@ -6,7 +6,8 @@
 Prints one JSON document:
 - pool_vs_limit: decrypt-and-dispatch through the real Worker (in-memory SQS, no network)
   vs the crypto limit on all cores (the same primitives in a tight loop, one process per
-  core), for P-256 and RSA-4096; interleaved rounds, medians.
+  core), for P-256 and RSA-4096, with one worker process and with one per core
+  (`sealq run --processes`); interleaved rounds, medians.
 - kms_single_flight: KMS Decrypt calls when 1,000 messages under one new kid arrive at once.
 - loop_lag: event-loop lag p99 while RSA-4096 messages are opened and a new RSA-4096 key is
   unwrapped under that load.
@@ -148,18 +149,45 @@ def _fill(queue: MemoryQueue, record: KeyRecord, count: int) -> None:
         queue.put(entries[i & 63].body, entries[i & 63].attributes)
 
 
-def pool_rate(kind: str, count: int, workdir: Path) -> float:
+def pool_seconds(kind: str, count: int, workdir: Path, barrier: Any = None) -> float:
+    """Seconds the real Worker takes to handle `count` messages after its key is cached."""
+
     async def main() -> float:
         kms = FakeKMS()
         record = record_for(kms, _key(kind), "bench-" + kind.lower().replace("-", ""))
-        store = write_keyset(workdir / f"pool-{kind}.json", record)
+        store = write_keyset(workdir / f"pool-{kind}-{os.getpid()}.json", record)
         queue = MemoryQueue("q")
         _fill(queue, record, count + 1)
         worker = Worker(_settings(), _noop, sqs=MemorySQS(queue, MemoryQueue("dlq")), kms=kms, keystore=store)
-        elapsed = await _drain(worker, count + 1)
-        return count / elapsed
+        if barrier is not None:
+            barrier.wait()  # every process starts draining at the same moment
+        return await _drain(worker, count + 1)
 
     return asyncio.run(main())
+
+
+def _pool_child(kind: str, count: int, workdir: Path, barrier: Any, results: Any) -> None:
+    results.put(pool_seconds(kind, count, workdir, barrier))
+
+
+def pool_rate(kind: str, count: int, workdir: Path, processes: int) -> float:
+    """Messages/s of `processes` worker processes (`sealq run --processes`), each draining its
+    own in-memory queue of count/processes messages."""
+    if processes == 1:
+        return count / pool_seconds(kind, count, workdir)
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    share = count // processes
+    children = [
+        ctx.Process(target=_pool_child, args=(kind, share, workdir, barrier, results))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    seconds = [results.get(timeout=600) for _ in children]
+    for child in children:
+        child.join()
+    return share * processes / max(seconds)
 
 
 def pool_vs_limit(quick: bool, workdir: Path) -> list[dict[str, Any]]:
@@ -168,22 +196,27 @@ def pool_vs_limit(quick: bool, workdir: Path) -> list[dict[str, Any]]:
         ("P-256", 6000 if quick else 20000, 0.5),
         ("RSA-4096", 400 if quick else 2000, 0.85),
     ):
-        limits, pools = [], []
+        limits: list[float] = []
+        rates: dict[int, list[float]] = {1: [], CORES: []}
         for _ in range(1 if quick else 2):
             limits.append(crypto_limit(kind, 1.0 if quick else 2.0))
-            pools.append(pool_rate(kind, count, workdir))
-        limit, rate = statistics.median(limits), statistics.median(pools)
-        out.append(
-            {
-                "alg": kind,
-                "messages": count,
-                "pool_per_s": round(rate),
-                "limit_per_s": round(limit),
-                "ratio": round(rate / limit, 3),
-                "aim": aim,
-                "cores": CORES,
-            }
-        )
+            for processes in rates:
+                rates[processes].append(pool_rate(kind, count, workdir, processes))
+        limit = statistics.median(limits)
+        for processes, values in rates.items():
+            rate = statistics.median(values)
+            out.append(
+                {
+                    "alg": kind,
+                    "processes": processes,
+                    "messages": count,
+                    "pool_per_s": round(rate),
+                    "limit_per_s": round(limit),
+                    "ratio": round(rate / limit, 3),
+                    "aim": aim,
+                    "cores": CORES,
+                }
+            )
     return out
 
 

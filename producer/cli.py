@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .errors import SealqError, SendError
 from .message import OutgoingMessage
@@ -26,7 +26,7 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def add_send_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_send_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = subparsers.add_parser(
         "send",
         help="seal and send messages to an SQS queue",

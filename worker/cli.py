@@ -12,10 +12,11 @@ from producer.errors import SealqError
 from producer.sqs_errors import AwsError, describe_aws_error
 
 from .demo import add_demo_parser
+from .dlq_cli import add_dlq_parser
 from .keys_cli import add_keys_parser
 from .keyset import UnknownKidError
 from .kms_keys import KeyShreddedError
-from .run_cli import add_run_parser
+from .run_cli import add_health_parser, add_run_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_parser(sub)
     add_send_parser(sub)
     add_run_parser(sub)
+    add_health_parser(sub)
     add_demo_parser(sub)
+    add_dlq_parser(sub)
     return parser
 
 

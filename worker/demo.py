@@ -300,7 +300,7 @@ def render(report: dict[str, Any], mix: Mix, problems: list[str]) -> str:
     return "\n".join(lines)
 
 
-def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_demo_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = subparsers.add_parser("demo", help="run sealq end to end on the embedded local AWS stand-in")
     p.add_argument("--report", type=Path, help="also write the summary as JSON to this file")
     p.add_argument("--timeout-s", type=float, default=120.0, help="give up after this long")

@@ -60,7 +60,7 @@ def _spec(text: str) -> KeySpec:
         ) from None
 
 
-def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_keys_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     keys = subparsers.add_parser("keys", help="create, rotate, expire and publish key pairs")
     sub = keys.add_subparsers(
         dest="keys_command",
@@ -70,7 +70,7 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     )
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument(
             "--keyset",
             default=os.environ.get("SEALQ_KEYSET"),

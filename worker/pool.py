@@ -45,6 +45,7 @@ log = logging.getLogger("sealq.worker")
 AWS_ERRORS = (ClientError, BotoCoreError, OSError, asyncio.TimeoutError)
 UNKNOWN_KID_REFRESH_MIN_S = 5.0
 KMS_RETRY_S = 15
+EMPTY_POLL_PAUSE_S = 0.2
 
 
 @dataclass(slots=True)
@@ -112,6 +113,10 @@ class Worker:
     @property
     def ready(self) -> bool:
         return self._index is not None and not self._stopping
+
+    @property
+    def draining(self) -> bool:
+        return self._stopping
 
     @property
     def in_flight(self) -> int:
@@ -258,6 +263,7 @@ class Worker:
             me = asyncio.current_task()
             assert me is not None
             self._receiving.add(me)
+            poll_started = time.monotonic()
             try:
                 response = await self._sqs.receive_message(
                     QueueUrl=s.queue_url,
@@ -287,9 +293,13 @@ class Worker:
                 self._receiving.discard(me)
             failures = 0
             self.last_poll_at = time.monotonic()
+            self.stats.poll_seconds.observe(self.last_poll_at - poll_started)
             messages = response.get("Messages", [])
             self._give_slots(wanted - len(messages))
             if not messages:
+                if self.last_poll_at - poll_started < EMPTY_POLL_PAUSE_S:
+                    # Short polling (wait_time_s=0) on an empty queue: do not spin.
+                    await asyncio.sleep(EMPTY_POLL_PAUSE_S)
                 continue
             now = time.monotonic()
             batch = [self._in_flight(raw, now) for raw in messages]
@@ -429,17 +439,19 @@ class Worker:
                     self._retry(item, "handler-error", name)
                 return
             finally:
-                self.stats.handler_latency_sum_s += time.monotonic() - started
+                self.stats.handler_seconds.observe(time.monotonic() - started)
         self.stats.handled += 1
-        event(
-            log,
-            logging.DEBUG,
-            "handled",
-            message_id=item.message_id,
-            kid=key.kid,
-            client_id=message.client_id,
-            latency_ms=round((time.monotonic() - item.received_at) * 1000, 1),
-        )
+        if log.isEnabledFor(logging.DEBUG):  # per message: skip building the fields when off
+            latency_ms = round((time.monotonic() - item.received_at) * 1000, 1)
+            event(
+                log,
+                logging.DEBUG,
+                "handled",
+                message_id=item.message_id,
+                kid=key.kid,
+                client_id=message.client_id,
+                latency_ms=latency_ms,
+            )
         self._delete(item)
 
     # ----- outcomes --------------------------------------------------------------------

@@ -15,10 +15,11 @@ from typing import Any
 from producer.aws import aio_client_config
 
 from .handler import Handler, load_handler
+from .http import HealthServer, probe
 from .keystore import KeysetStore
 from .logs import configure, event
 from .pool import Worker
-from .settings import WorkerSettings, load_settings
+from .settings import SettingsError, WorkerSettings, load_settings
 
 log = logging.getLogger("sealq.worker")
 
@@ -28,7 +29,8 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "dlq-url": (str, "dead-letter queue for messages that cannot be handled"),
     "keyset": (str, "keyset file or s3://bucket/key"),
     "handler": (str, "module:function, an async def handle(message)"),
-    "concurrency": (int, "messages processed at once (default 16)"),
+    "concurrency": (int, "handler calls at once, per process (default 16)"),
+    "processes": (int, "worker processes; more than 1 uses more cores for P-256 (default 1)"),
     "pollers": (int, "concurrent long polls (default 2)"),
     "max-in-flight": (int, "received but unfinished messages, the memory bound (default 100)"),
     "wait-time-s": (int, "long-poll wait (default 20)"),
@@ -45,12 +47,14 @@ _FLAGS: dict[str, tuple[type, str]] = {
     ),
     "keyset-refresh-s": (float, "re-read the keyset this often (default 60)"),
     "crypto-threads": (int, "threads for decryption (default: CPU count)"),
+    "metrics-port": (int, "serve /healthz, /readyz and /metrics on this port (default: off)"),
+    "metrics-host": (str, "address for that port (default 127.0.0.1; 0.0.0.0 in a container)"),
     "log-level": (str, "debug, info, warning or error (default info)"),
     "log-format": (str, "auto (text on a terminal, else JSON), json or text"),
 }
 
 
-def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = subparsers.add_parser(
         "run",
         help="run the worker pool",
@@ -66,7 +70,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     values = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in _FLAGS}
     settings = load_settings(**values)
     configure(settings.log_level, settings.log_format)
-    handler = load_handler(settings.handler)
+    handler = load_handler(settings.handler)  # fail here, once, not in every child
+    if settings.processes > 1:
+        from .supervisor import run_processes
+
+        return run_processes(settings)
     return asyncio.run(serve(settings, handler))
 
 
@@ -106,5 +114,33 @@ async def serve(settings: WorkerSettings, handler: Handler) -> int:
         sqs, kms = await open_clients(stack)
         worker = Worker(settings, handler, sqs=sqs, kms=kms, keystore=KeysetStore(settings.keyset))
         install_signal_handlers(worker)
+        if settings.metrics_port is not None:
+            server = HealthServer(worker, settings.metrics_host, settings.metrics_port)
+            try:
+                port = await server.start()
+            except OSError as exc:
+                raise SettingsError(
+                    f"--metrics-port {settings.metrics_port}: cannot listen ({exc.strerror}); "
+                    "pick a free port"
+                ) from None
+            stack.push_async_callback(server.stop)
+            event(log, logging.INFO, "http listening", host=settings.metrics_host, port=port)
         await worker.run()
     return 0
+
+
+def add_health_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
+    p = subparsers.add_parser(
+        "health",
+        help="exit 0 when a local worker's /healthz answers OK (for container health checks)",
+    )
+    p.add_argument("--port", type=int, default=int(os.environ.get("SEALQ_METRICS_PORT") or 9090))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--path", default="/healthz", choices=["/healthz", "/readyz"])
+    p.set_defaults(func=cmd_health)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    ok, detail = probe(f"http://{args.host}:{args.port}{args.path}")
+    print(detail if ok else f"sealq: unhealthy: {detail}", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1

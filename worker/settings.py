@@ -28,6 +28,7 @@ class WorkerSettings(BaseSettings):
     keyset: str = Field(description="keyset file or s3://bucket/key")
     handler: str = Field(description="module:function of an async def handle(message)")
     concurrency: int = Field(16, ge=1, le=1000, description="messages processed at once")
+    processes: int = Field(1, ge=1, le=64, description="worker processes (see worker.supervisor)")
     pollers: int = Field(2, ge=1, le=50, description="concurrent ReceiveMessage long polls")
     max_in_flight: int = Field(100, ge=1, le=10000, description="received, not yet finished")
     wait_time_s: int = Field(20, ge=0, le=20, description="long-poll wait per ReceiveMessage")
@@ -38,9 +39,7 @@ class WorkerSettings(BaseSettings):
     backoff_base_s: float = Field(2.0, ge=0)
     backoff_max_s: float = Field(300.0, ge=0, le=MAX_VISIBILITY_S)
     shutdown_grace_s: float = Field(25.0, ge=0)
-    key_grace_s: int = Field(
-        300, ge=0, description="accept messages sealed before expiry this long after it"
-    )
+    key_grace_s: int = Field(300, ge=0, description="accept messages sealed before expiry this long after it")
     keyset_refresh_s: float = Field(60.0, gt=0)
     crypto_threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1, le=64)
     metrics_port: int | None = Field(None, ge=0, le=65535)

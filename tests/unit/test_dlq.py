@@ -1,0 +1,222 @@
+"""DLQ records, filters, counts and thresholds as pure rules, plus the scan's bookkeeping on a
+tiny in-memory queue: nothing here may ever carry or print a message body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from worker.dlq import (
+    UNLABELLED,
+    DlqRecord,
+    Selection,
+    aggregate,
+    check_thresholds,
+    parse_message,
+    parse_reason,
+    parse_threshold,
+    redrive_entry,
+)
+from worker.dlq_cli import Scan, _cell, render_breach, render_peek, render_stats
+
+NOW = 1_700_000_000.0
+BODY = "SEALED-BODY-NEVER-SHOWN"
+
+
+def sqs_message(
+    message_id: str,
+    *,
+    reason: str | None = "key-expired",
+    kid: str | None = "kid-1",
+    client: str | None = "shop",
+    age_s: float = 60.0,
+    extra: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    values = {"sealq-reason": reason, "key-id": kid, "client-id": client, **(extra or {})}
+    return {
+        "MessageId": message_id,
+        "ReceiptHandle": f"rh-{message_id}",
+        "Body": BODY,
+        "Attributes": {
+            "SentTimestamp": str(int((NOW - age_s) * 1000)),
+            "ApproximateReceiveCount": "2",
+        },
+        "MessageAttributes": {
+            k: {"DataType": "String", "StringValue": v} for k, v in values.items() if v is not None
+        },
+    }
+
+
+def record(message_id: str, **kw: Any) -> DlqRecord:
+    return parse_message(sqs_message(message_id, **kw), NOW)
+
+
+def test_parse_message_reads_attributes_and_sizes_not_the_body() -> None:
+    r = record("m1", age_s=90, extra={"sealq-detail": "kid expired 2d ago"})
+    assert (r.reason, r.kid, r.client_id, r.detail) == ("key-expired", "kid-1", "shop", "kid expired 2d ago")
+    assert r.age_s == pytest.approx(90, abs=0.01)
+    assert r.receive_count == 2
+    assert r.body_size == len(BODY)
+    attrs = sqs_message("m1", extra={"sealq-detail": "kid expired 2d ago"})["MessageAttributes"]
+    assert r.size == len(BODY) + sum(len(k) + len("String") + len(v["StringValue"]) for k, v in attrs.items())
+    assert BODY not in json.dumps(r.view(with_attributes=True))
+
+
+def test_a_message_sqs_redrove_is_unlabelled_and_a_bare_one_parses() -> None:
+    r = record("m1", reason=None)
+    assert r.reason is None and r.reported_reason == UNLABELLED
+    bare = parse_message({"MessageId": "x", "Body": ""}, NOW)
+    assert (bare.reported_reason, bare.kid, bare.client_id, bare.age_s, bare.size) == (
+        UNLABELLED,
+        None,
+        None,
+        None,
+        0,
+    )
+
+
+def test_binary_and_overlong_attribute_values_are_summarised() -> None:
+    message = sqs_message("m1", client="c" * 5000)
+    message["MessageAttributes"]["blob"] = {"DataType": "Binary", "BinaryValue": b"\x00" * 7}
+    r = parse_message(message, NOW)
+    assert r.attributes["blob"] == "<binary 7 bytes>"
+    assert r.client_id is not None and len(r.client_id) == 200
+
+
+def test_selection_combines_filters() -> None:
+    old_shop = record("a", age_s=8 * 86400)
+    young_shop = record("b", age_s=60)
+    other = record("c", reason="handler-error", kid="kid-2", client="billing", age_s=9 * 86400)
+    purge = Selection(reasons=frozenset({"key-expired"}), older_than_s=7 * 86400)
+    assert [purge.matches(r) for r in (old_shop, young_shop, other)] == [True, False, False]
+    assert Selection(kids=frozenset({"kid-2"})).matches(other)
+    assert not Selection(client_ids=frozenset({"shop"})).matches(other)
+    assert Selection(reasons=frozenset({UNLABELLED})).matches(record("d", reason=None))
+    assert Selection().is_everything and not purge.is_everything
+    no_age = parse_message({"MessageId": "x", "Body": ""}, NOW)
+    assert not Selection(older_than_s=1).matches(no_age)
+
+
+def test_aggregate_counts_by_reason_kid_and_client() -> None:
+    stats = aggregate(
+        [
+            record("1", age_s=10),
+            record("2", age_s=300),
+            record("3", client="legacy", age_s=50),
+            record("4", reason="handler-error", kid="kid-2", age_s=5),
+            record("5", reason=None, age_s=20),
+        ]
+    )
+    assert stats.total == 5
+    assert stats.by_reason == {"handler-error": 1, "key-expired": 3, UNLABELLED: 1}
+    assert stats.oldest_age_s == pytest.approx(300, abs=0.01)
+    assert stats.newest_age_s == pytest.approx(5, abs=0.01)
+    first = stats.groups[0]
+    assert (first.reason, first.kid, first.client_id, first.count) == ("key-expired", "kid-1", "shop", 2)
+    assert first.oldest_age_s == pytest.approx(300, abs=0.01)
+    assert len(stats.groups) == 4
+    assert aggregate([]).view()["oldest_age_s"] is None
+
+
+def test_thresholds_parse_and_name_who_is_behind() -> None:
+    assert parse_threshold("key-expired=0").limit == 0
+    assert parse_threshold(" TOTAL = 12 ").name == "total"
+    for bad in ("key-expired", "nope=1", "total=-1", "key-expired=x"):
+        with pytest.raises(ValueError):
+            parse_threshold(bad)
+    with pytest.raises(ValueError, match="unlabelled"):
+        parse_reason("keyexpired")
+    records = [
+        record("1"),
+        record("2", client="legacy", kid="kid-0"),
+        record("3", client="legacy", kid="kid-0"),
+        record("4", reason="malformed"),
+    ]
+    breaches = check_thresholds(
+        records, [parse_threshold(t) for t in ("key-expired=0", "total=4", "malformed=0")]
+    )
+    assert [b.threshold.name for b in breaches] == ["key-expired", "malformed"]
+    assert breaches[0].clients == [("legacy", 2), ("shop", 1)]
+    assert breaches[0].kids == [("kid-0", 2), ("kid-1", 1)]
+    assert render_breach(breaches[0]) == (
+        "ALERT key-expired: 3 > 0; clients: legacy (2), shop (1); kids: kid-0 (2), kid-1 (1)"
+    )
+    no_kid = check_thresholds([record("5", kid=None)], [parse_threshold("total=0")])
+    assert "kids: (none) (1)" in render_breach(no_kid[0])
+
+
+def test_redrive_entry_restores_what_the_client_sent() -> None:
+    message = sqs_message("m1", extra={"sealq-detail": "why", "content-type": "application/json"})
+    entry = redrive_entry("0", message)
+    assert entry["MessageBody"] == BODY
+    assert set(entry["MessageAttributes"]) == {"key-id", "client-id", "content-type"}
+    assert "MessageGroupId" not in entry
+    message["Attributes"]["MessageGroupId"] = "g1"
+    fifo = redrive_entry("0", message)
+    assert (fifo["MessageGroupId"], fifo["MessageDeduplicationId"]) == ("g1", "m1")
+    bare = redrive_entry("1", {"MessageId": "x", "Body": "b", "MessageAttributes": {}})
+    assert "MessageAttributes" not in bare
+
+
+def test_terminal_output_neutralises_control_characters() -> None:
+    assert _cell("shop\x1b[2J\n") == "shop?[2J?"
+    assert _cell(None) == "-"
+    assert len(_cell("x" * 100)) == 40
+    r = record("m1", client="evil\x1b]0;title\x07")
+    text = render_peek([r]) + render_stats("url", aggregate([r]), truncated=True, in_flight=2)
+    assert "\x1b" not in text and "\x07" not in text and BODY not in text
+    assert "stopped at --max-messages" in text and "about 2 message(s) were in flight" in text
+
+
+class FakeQueue:
+    """Just enough SQS for Scan: ordered receive, visibility, batch visibility changes."""
+
+    def __init__(self, count: int) -> None:
+        self.messages = [sqs_message(f"m{i}") for i in range(count)]
+        self.hidden: set[str] = set()
+        self.receives = 0
+
+    def receive_message(self, **kw: Any) -> dict[str, Any]:
+        self.receives += 1
+        visible = [m for m in self.messages if m["MessageId"] not in self.hidden]
+        batch = visible[: kw["MaxNumberOfMessages"]]
+        assert kw["VisibilityTimeout"] > 0
+        self.hidden |= {m["MessageId"] for m in batch}
+        return {"Messages": batch} if batch else {}
+
+    def change_message_visibility_batch(self, **kw: Any) -> dict[str, Any]:
+        assert len(kw["Entries"]) <= 10
+        for entry in kw["Entries"]:
+            assert entry["VisibilityTimeout"] == 0
+            self.hidden.discard(entry["ReceiptHandle"].removeprefix("rh-"))
+        return {"Successful": [{"Id": e["Id"]} for e in kw["Entries"]]}
+
+
+def test_scan_sees_each_message_once_and_releases_all() -> None:
+    queue = FakeQueue(25)
+    with Scan(queue, "url", limit=100) as scan:
+        seen = [m["MessageId"] for page in scan.pages() for m in page]
+        assert len(queue.hidden) == 25
+    assert sorted(seen) == sorted(m["MessageId"] for m in queue.messages)
+    assert queue.hidden == set() and not scan.truncated
+
+
+def test_scan_stops_at_its_limit_and_releases_on_error() -> None:
+    queue = FakeQueue(25)
+    with pytest.raises(RuntimeError), Scan(queue, "url", limit=12) as scan:
+        for page in scan.pages():
+            scan.consumed([page[0]["MessageId"]])  # as if deleted
+            queue.messages.remove(page[0])
+            if len(scan.seen) >= 12:
+                raise RuntimeError("interrupted")
+    assert len(scan.seen) == 12
+    assert queue.hidden == {"m0", "m10"}  # only the 'deleted' ones, which are gone anyway
+    assert queue.receives == 2
+
+
+def test_selection_describes_itself_for_the_confirmation_prompt() -> None:
+    assert Selection().describe() == "every message"
+    text = Selection(reasons=frozenset({"key-expired"}), older_than_s=7 * 86400).describe()
+    assert text == "messages with reason key-expired, older than 7d"
