@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: setup
-	$(BIN)/ruff check producer worker tests bench
+	$(BIN)/ruff check producer worker tests bench docker
 	$(BIN)/mypy
 
 test: lint

@@ -81,6 +81,11 @@ class KeyCache:
                 pending.set_exception(exc)
                 pending.exception()  # mark retrieved: waiters may be none
                 raise
+            except BaseException as exc:
+                # Anything else (a bug, cancellation): waiters must not hang on this future.
+                pending.set_exception(KeyUnavailable(f"unwrapping {kid} failed: {type(exc).__name__}"))
+                pending.exception()
+                raise
             finally:
                 del self._pending[kid]
             self._failures.pop(kid, None)

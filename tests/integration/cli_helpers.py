@@ -16,7 +16,7 @@ from worker.kms_keys import unwrap
 from worker.standin import StandIn
 
 # Anything here would override or leak into what the stand-in's env sets up.
-_CLEARED_ENV = (
+CLEARED_ENV = (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
     "AWS_SESSION_TOKEN",
@@ -24,6 +24,7 @@ _CLEARED_ENV = (
     "AWS_ENDPOINT_URL_SQS",
     "AWS_ENDPOINT_URL_KMS",
     "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_STS",
     "AWS_MAX_ATTEMPTS",
     "AWS_RETRY_MODE",
     "SEALQ_KEYSET",
@@ -31,7 +32,7 @@ _CLEARED_ENV = (
 
 
 def cli_env(standin: StandIn, home: Path, **overrides: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _CLEARED_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
     env.update(standin.env())
     env["AWS_CONFIG_FILE"] = str(home / "no-aws-config")
     env["AWS_SHARED_CREDENTIALS_FILE"] = str(home / "no-aws-credentials")

@@ -12,23 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.cli_helpers import CLEARED_ENV
 from worker.standin import HOME_ENV, StandIn
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-
-# Anything here would override or leak into what aws_env sets up.
-_CLEARED_ENV = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ENDPOINT_URL_SQS",
-    "AWS_ENDPOINT_URL_KMS",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ENDPOINT_URL_STS",
-)
-
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under tests/integration, so `-m "not integration"` skips them."""
@@ -60,7 +48,7 @@ def aws_env(standin: StandIn, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     The developer's ~/.aws files are hidden too, so a profile or configured
     endpoint there cannot redirect a test to real AWS.
     """
-    for name in _CLEARED_ENV:
+    for name in CLEARED_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))

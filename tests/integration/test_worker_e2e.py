@@ -1,0 +1,405 @@
+"""The worker end to end against the local AWS stand-in over HTTP: `sealq run` as a real
+process (SIGTERM, SIGKILL), a KMS outage through a loopback proxy, and what reaches the logs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import worker.pool as pool_module
+from producer.aws import client
+from producer.jwe import seal_at
+from producer.message import ATTR_CLIENT_ID, ATTR_KEY_ID
+from worker.handler import Message
+from worker.keyset import KeyRecord, Keyset, KeySpec
+from worker.keystore import KeysetStore
+from worker.kms_keys import create_key
+from worker.pool import Worker
+from worker.run_cli import open_clients
+from worker.settings import WorkerSettings
+from worker.standin import HOME_ENV, StandIn
+
+REPO = Path(__file__).resolve().parents[2]
+
+HANDLER_SOURCE = """
+import asyncio, os
+from worker.handler import HandlerRejected
+
+OUT = os.environ["E2E_HANDLED"]
+DELAY = float(os.environ.get("E2E_DELAY", "0"))
+
+async def handle(message):
+    text = message.plaintext.decode()
+    if text.startswith("reject"):
+        raise HandlerRejected("rejected by the test handler")
+    await asyncio.sleep(DELAY)
+    with open(OUT, "a") as f:
+        f.write(text.split("|")[0] + "\\n")
+"""
+
+
+@dataclass
+class Setup:
+    sqs: Any
+    kms: Any
+    queue_url: str
+    dlq_url: str
+    record: KeyRecord
+    keyset: Path
+    handled: Path
+    tmp: Path
+
+    def send(self, texts: list[str]) -> list[str]:
+        """Seal each text under our key and send it; returns the bodies."""
+        key = self.record.sealing_key()
+        bodies = [seal_at(t.encode(), key, time.time()).decode() for t in texts]
+        self.send_bodies(bodies, self.record.kid)
+        return bodies
+
+    def send_bodies(self, bodies: list[str], kid: str) -> None:
+        attrs = {
+            ATTR_KEY_ID: {"DataType": "String", "StringValue": kid},
+            ATTR_CLIENT_ID: {"DataType": "String", "StringValue": "e2e"},
+        }
+        for start in range(0, len(bodies), 10):
+            chunk = bodies[start : start + 10]
+            response = self.sqs.send_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "MessageBody": b, "MessageAttributes": attrs} for i, b in enumerate(chunk)
+                ],
+            )
+            assert not response.get("Failed"), response["Failed"]
+
+    def handled_ids(self) -> list[str]:
+        if not self.handled.exists():
+            return []
+        return [line for line in self.handled.read_text().splitlines() if line]
+
+    def depth(self, url: str) -> int:
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def visible(self, url: str) -> int:
+        attrs = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"
+        ]
+        return int(attrs["ApproximateNumberOfMessages"])
+
+    def run_args(self, **flags: object) -> list[str]:
+        values: dict[str, object] = {
+            "queue-url": self.queue_url,
+            "dlq-url": self.dlq_url,
+            "keyset": self.keyset,
+            "handler": "e2e_handler:handle",
+            "concurrency": 4,
+            "wait-time-s": 1,
+            "visibility-timeout-s": 30,
+            "heartbeat-s": 5,
+            "shutdown-grace-s": 10,
+            "log-format": "json",
+            **flags,
+        }
+        args = [sys.executable, "-m", "worker.cli", "run"]
+        for name, value in values.items():
+            args += [f"--{name}", str(value)]
+        return args
+
+
+@pytest.fixture
+def setup(aws_env: str, tmp_path: Path) -> Setup:
+    sqs, kms = client("sqs"), client("kms")
+    name = f"e2e-{uuid.uuid4().hex[:10]}"
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    cmk = kms.create_key(Description="sealq e2e")["KeyMetadata"]["Arn"]
+    now = datetime.now(UTC)
+    record = create_key(kms, cmk=cmk, spec=KeySpec.ECC_NIST_P256, lifetime=timedelta(days=1), now=now)
+    keyset = tmp_path / "keyset.json"
+    KeysetStore(keyset).save(Keyset().with_record(record))
+    (tmp_path / "e2e_handler.py").write_text(HANDLER_SOURCE)
+    return Setup(sqs, kms, queue_url, dlq_url, record, keyset, tmp_path / "handled.txt", tmp_path)
+
+
+def child_env(s: Setup, delay: float = 0.0) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALQ_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(s.tmp), str(REPO)])
+    env["E2E_HANDLED"] = str(s.handled)
+    env["E2E_DELAY"] = str(delay)
+    return env
+
+
+class Run:
+    """A `sealq run` process whose output goes to files (a full pipe would block it)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], out: Path, err: Path) -> None:
+        self.proc = proc
+        self._out, self._err = out, err
+
+    @property
+    def stdout(self) -> str:
+        return self._out.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self._err.read_text(errors="replace")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 15) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+
+@contextlib.contextmanager
+def worker_process(s: Setup, *, delay: float = 0.0, **flags: object) -> Iterator[Run]:
+    tag = uuid.uuid4().hex[:6]
+    out, err = s.tmp / f"run-{tag}.out", s.tmp / f"run-{tag}.err"
+    with out.open("wb") as out_file, err.open("wb") as err_file:
+        proc = subprocess.Popen(
+            s.run_args(**flags), env=child_env(s, delay), cwd=s.tmp, stdout=out_file, stderr=err_file
+        )
+    run = Run(proc, out, err)
+    try:
+        yield run
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str, run: Run | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if run is not None and run.proc.poll() is not None:
+            raise AssertionError(
+                f"worker exited {run.proc.returncode} while waiting for {what}:\n{run.stderr[-3000:]}"
+            )
+        if time.monotonic() > deadline:
+            tail = f"; worker log:\n{run.stderr[-4000:]}" if run is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{tail}")
+        time.sleep(0.05)
+
+
+# ----- B1: SIGTERM mid-stream ------------------------------------------------------------
+
+
+def test_sigterm_finishes_running_handlers_and_releases_the_rest(setup: Setup) -> None:
+    s = setup
+    ids = [f"t{i}" for i in range(60)]
+    s.send(ids)
+    with worker_process(s, delay=0.4, concurrency=6) as first:
+        wait_for(lambda: len(s.handled_ids()) >= 8, 30, "first handled messages", first)
+        stopped = time.monotonic()
+        code = first.stop(timeout=10 + 5)
+        took = time.monotonic() - stopped
+        err = first.stderr
+    assert code == 0, err[-3000:]
+    assert took < 10 + 3
+    before = Counter(s.handled_ids())
+    assert len(before) < 60 and set(before.values()) == {1}
+    stop_event = [json.loads(line) for line in err.splitlines() if '"worker stopped"' in line]
+    assert stop_event and stop_event[0]["unfinished_handlers"] == 0
+    assert stop_event[0]["released"] > 0
+    # Released messages are visible again at once (visibility timeout is 30 s): a second
+    # worker finishes the rest long before any of them could have reappeared by timeout.
+    with worker_process(s, delay=0.0) as second:
+        wait_for(lambda: len(s.handled_ids()) >= 60, 20, "the rest handled", second)
+        wait_for(lambda: s.depth(s.queue_url) == 0, 10, "queue drained", second)
+        assert second.stop() == 0
+    after = Counter(s.handled_ids())
+    assert set(after) == set(ids)  # nothing lost
+    assert set(after.values()) == {1}  # nothing handled twice
+    assert s.depth(s.dlq_url) == 0
+
+
+# ----- B2: SIGKILL mid-stream ------------------------------------------------------------
+
+
+def test_sigkill_then_restart_loses_nothing(setup: Setup) -> None:
+    s = setup
+    ids = [f"k{i}" for i in range(40)]
+    s.send(ids)
+    flags: dict[str, object] = {"visibility-timeout-s": 3, "heartbeat-s": 1, "concurrency": 4}
+    with worker_process(s, delay=0.3, **flags) as first:
+        wait_for(lambda: len(s.handled_ids()) >= 5, 30, "first handled messages", first)
+        first.stop(signal.SIGKILL, timeout=5)
+    assert len(set(s.handled_ids())) < 40
+    with worker_process(s, delay=0.0, **flags) as second:
+        wait_for(lambda: set(s.handled_ids()) == set(ids), 25, "every message handled", second)
+        wait_for(lambda: s.depth(s.queue_url) == 0, 10, "queue drained", second)
+        assert second.stop() == 0
+    assert s.depth(s.dlq_url) == 0  # a crash is never a reason to dead-letter
+
+
+# ----- B3: KMS unreachable for a while -------------------------------------------------------
+
+
+class Proxy:
+    """A loopback TCP forwarder that can be taken down (port closed) and brought back."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._conns: set[asyncio.StreamWriter] = set()
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._conns):
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._conns.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._conns.difference_update((writer, up_writer))
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[None]:
+    task = asyncio.create_task(worker.run())
+    try:
+        yield
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 20)
+
+
+async def test_kms_outage_keeps_messages_until_kms_is_back(
+    setup: Setup, standin: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = setup
+    monkeypatch.setattr(pool_module, "KMS_RETRY_S", 1)
+    proxy = Proxy(standin.port)
+    await proxy.up()
+    await proxy.down()  # KMS unreachable from the start: the port refuses connections
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", f"http://127.0.0.1:{proxy.port}")
+    ids = [f"o{i}" for i in range(20)]
+    s.send(ids)
+    seen: list[str] = []
+
+    async def handle(message: Message) -> None:
+        seen.append(message.plaintext.decode())
+
+    settings = WorkerSettings(
+        queue_url=s.queue_url,
+        dlq_url=s.dlq_url,
+        keyset=str(s.keyset),
+        handler="unused:handle",
+        concurrency=4,
+        wait_time_s=1,
+        visibility_timeout_s=30,
+        heartbeat_s=5,
+        shutdown_grace_s=5,
+    )
+    async with AsyncExitStack() as stack:
+        sqs, kms = await open_clients(stack)
+        worker = Worker(settings, handle, sqs=sqs, kms=kms, keystore=KeysetStore(s.keyset))
+        async with running(worker):
+            deadline = time.monotonic() + 20
+            while worker.stats.retried < 40:  # every message bounced off KMS twice
+                assert time.monotonic() < deadline, f"only {worker.stats.retried} retries"
+                await asyncio.sleep(0.1)
+            assert not seen
+            assert await asyncio.to_thread(s.depth, s.dlq_url) == 0
+            assert await asyncio.to_thread(s.depth, s.queue_url) == 20
+            await proxy.up()
+            deadline = time.monotonic() + 20
+            while len(seen) < 20:
+                assert time.monotonic() < deadline, f"{len(seen)} handled after KMS came back"
+                await asyncio.sleep(0.1)
+    await proxy.down()
+    assert sorted(seen) == sorted(ids)
+    assert worker.stats.dead_lettered_total == 0
+    assert s.depth(s.dlq_url) == 0 and s.depth(s.queue_url) == 0
+
+
+# ----- B4: nothing secret in the logs ----------------------------------------------------------
+
+
+def _secrets_in(text: str, needles: list[str]) -> list[str]:
+    return [n for n in needles if n in text]
+
+
+FORBIDDEN = ["PRIVATE KEY", "BEGIN", "MII"]
+
+
+def test_run_logs_carry_no_plaintext_keys_or_bodies(setup: Setup) -> None:
+    s = setup
+    secret = uuid.uuid4().hex
+    texts = [f"p{i}|card {secret}-{i}" for i in range(8)] + [f"reject|{secret}-r"]
+    bodies = s.send(texts)
+    plain_body = f"plaintext sent by mistake {secret}"
+    tampered = bodies[0][:-30] + ("A" if bodies[0][-30] != "A" else "B") + bodies[0][-29:]
+    s.send_bodies([plain_body, tampered], s.record.kid)
+    with worker_process(s, **{"log-level": "debug"}) as proc:
+        wait_for(lambda: len(s.handled_ids()) >= 8 and s.depth(s.dlq_url) == 3, 20, "all outcomes", proc)
+        assert proc.stop() == 0
+        logs = proc.stdout + proc.stderr
+    assert '"handled"' in logs and '"dead-lettered"' in logs  # debug logging really was on
+    needles = [secret, plain_body, tampered, *bodies, *FORBIDDEN, s.record.public_key[:40]]
+    needles += [part for b in bodies for part in b.split(".") if len(part) >= 20]
+    assert _secrets_in(logs, needles) == []
+
+
+def test_demo_succeeds_and_its_logs_carry_no_secrets(standin: StandIn, tmp_path: Path) -> None:
+    report_path = tmp_path / "r.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEALQ_", "AWS_"))}
+    env[HOME_ENV] = str(standin.home)  # reuse the installed stand-in
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "demo", "--report", str(report_path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    assert report["ok"] is True, report["problems"]
+    log_text = Path(report["worker_log"]).read_text()
+    assert '"dead-lettered"' in log_text  # the log is the real one, with events in it
+    everything = log_text + proc.stdout + proc.stderr
+    # The demo's plaintexts are JSON orders with SKUs; none may appear anywhere.
+    assert _secrets_in(everything, [*FORBIDDEN, "SKU-", '"sku"', '"qty"', '"via"']) == []
