@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client.parser import text_string_to_metric_families
 
 from producer.aws import client
 from producer.errors import Reason
@@ -33,6 +35,7 @@ from producer.raw import RAW_FORMAT, seal_raw
 from producer.sync_producer import Producer
 
 from .handler import HandlerRejected, Message
+from .http import HealthServer
 from .keyset import KeyRecord, Keyset, KeySpec
 from .keystore import KeysetStore
 from .kms_keys import create_key
@@ -200,7 +203,9 @@ def _queue_depth(sqs: Any, url: str) -> int:
     return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
-async def run_pool(aws: dict[str, Any], mix: Mix, timeout_s: float, show: bool) -> tuple[Worker, float]:
+async def run_pool(
+    aws: dict[str, Any], mix: Mix, timeout_s: float, show: bool
+) -> tuple[Worker, float, dict[str, Any]]:
     settings = WorkerSettings(
         queue_url=aws["queue_url"],
         dlq_url=aws["dlq_url"],
@@ -218,6 +223,9 @@ async def run_pool(aws: dict[str, Any], mix: Mix, timeout_s: float, show: bool) 
     async with AsyncExitStack() as stack:
         sqs, kms = await open_clients(stack)
         worker = Worker(settings, handle, sqs=sqs, kms=kms, keystore=aws["store"])
+        server = HealthServer(worker, "127.0.0.1", 0)
+        port = await server.start()
+        stack.push_async_callback(server.stop)
         task = asyncio.create_task(worker.run())
         started = time.monotonic()
         with Progress("messages", total=mix.total, enabled=show) as progress:
@@ -230,9 +238,27 @@ async def run_pool(aws: dict[str, Any], mix: Mix, timeout_s: float, show: bool) 
                 if task.done() or time.monotonic() - started > timeout_s:
                     break
         elapsed = time.monotonic() - started
+        # Read the counts back the way Prometheus would, to show /metrics tells the truth.
+        metrics = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
         worker.stop()
         await task
-    return worker, elapsed
+    return worker, elapsed, metrics
+
+
+def scrape(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own loopback port
+        text = response.read().decode()
+    out: dict[str, Any] = {"dead_lettered": {}}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "sealq_handled_total":
+                out["handled"] = int(sample.value)
+            elif sample.name == "sealq_kms_decrypt_calls_total":
+                out["kms_decrypt_calls"] = int(sample.value)
+            elif sample.name == "sealq_dead_lettered_total":
+                reason, kid = sample.labels["reason"], sample.labels["kid"] or "-"
+                out["dead_lettered"].setdefault(reason, {})[kid] = int(sample.value)
+    return out
 
 
 def summarize(worker: Worker, elapsed: float, mix: Mix, aws: dict[str, Any]) -> dict[str, Any]:
@@ -273,6 +299,13 @@ def check(report: dict[str, Any], mix: Mix) -> list[str]:
         problems.append(
             f"{report['kms_decrypt_calls']} KMS Decrypt calls, expected {expected['kms_decrypt_calls']}"
         )
+    metrics = report.get("metrics", {})
+    if (metrics.get("handled"), metrics.get("kms_decrypt_calls"), metrics.get("dead_lettered")) != (
+        report["handled"],
+        report["kms_decrypt_calls"],
+        report["dead_lettered_by_kid"],
+    ):
+        problems.append("/metrics does not match the worker's own counts")
     if report["queue_left"] != 0:
         problems.append(f"{report['queue_left']} messages left in the queue")
     if report["dlq_depth"] != sum(expected["dead_lettered"].values()):
@@ -292,7 +325,7 @@ def render(report: dict[str, Any], mix: Mix, problems: list[str]) -> str:
     rows.append(("KMS Decrypt calls", report["kms_decrypt_calls"], expected["kms_decrypt_calls"]))
     lines = [f"{'':<34}{'got':>8}{'expected':>10}"]
     lines += [f"{name:<34}{got:>8}{want:>10}{'' if got == want else '  <-'}" for name, got, want in rows]
-    lines.append(f"{'messages/s (whole mix, incl. retries)':<34}{report['messages_per_s']:>8}")
+    lines.append(f"{'messages/s (whole mix, incl. backoff waits)':<34}{report['messages_per_s']:>8}")
     lines.append(f"DLQ: {report['dlq_depth']} message(s) at {report['dlq_url']}")
     lines.append(
         "OK: every count is what the mix implies" if not problems else "FAILED: " + "; ".join(problems)
@@ -330,8 +363,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         aws = setup_aws(workdir)
         send_mix(aws["sqs"], aws["queue_url"], mix, aws["p256"], aws["rsa"], aws["stale"])
         print(f"sent {mix.total} messages; running the worker pool", file=sys.stderr)
-        worker, elapsed = asyncio.run(run_pool(aws, mix, args.timeout_s, show))
+        worker, elapsed, metrics = asyncio.run(run_pool(aws, mix, args.timeout_s, show))
         report = summarize(worker, elapsed, mix, aws)
+        report["metrics"] = metrics
         problems = check(report, mix)
         report["ok"] = not problems
         report["problems"] = problems

@@ -195,14 +195,20 @@ def _queue_attributes(sqs: Any, url: str, option: str) -> dict[str, str]:
 
 
 def _dlq_attributes(sqs: Any, url: str) -> dict[str, str]:
-    """As `_queue_attributes`, warning when the DLQ has a redrive policy of its own: every
-    scan receives each message once more, which counts towards its maxReceiveCount."""
+    """As `_queue_attributes`, refusing a queue that is itself the *source* of a redrive
+    policy: that is the work queue, not a dead-letter queue, and scanning it would delay
+    live messages and count towards their maxReceiveCount. Decided from queue attributes
+    alone, so a wrong URL touches no message."""
     attrs = _queue_attributes(sqs, url, "--dlq-url")
-    if attrs.get("RedrivePolicy"):
-        print(
-            "sealq: warning: this DLQ has a RedrivePolicy of its own; each scan counts as a "
-            "receive, so SQS may move messages on to its dead-letter target",
-            file=sys.stderr,
+    policy = attrs.get("RedrivePolicy")
+    if policy:
+        try:
+            target = str(json.loads(policy).get("deadLetterTargetArn", "?"))
+        except ValueError:
+            target = "?"
+        raise SealqError(
+            f"{url} is not a dead-letter queue: it sends its own failures to {target}; "
+            "pass that queue's URL as --dlq-url"
         )
     return attrs
 
