@@ -403,3 +403,18 @@ def test_demo_succeeds_and_its_logs_carry_no_secrets(standin: StandIn, tmp_path:
     everything = log_text + proc.stdout + proc.stderr
     # The demo's plaintexts are JSON orders with SKUs; none may appear anywhere.
     assert _secrets_in(everything, [*FORBIDDEN, "SKU-", '"sku"', '"qty"', '"via"']) == []
+
+
+def test_processes_share_the_queue_and_stop_together(setup: Setup) -> None:
+    """`sealq run --processes 2`: both children consume (one KMS Decrypt each), every message
+    is handled once, and one SIGTERM to the supervisor stops both children with exit 0."""
+    texts = [f"multi-{i}" for i in range(60)]
+    setup.send(texts)
+    with worker_process(setup, delay=0.05, processes=2, **{"log-level": "info"}) as run:
+        wait_for(lambda: len(setup.handled_ids()) == len(texts), 60, "both processes to drain", run)
+        assert run.stop(timeout=30) == 0
+    assert Counter(setup.handled_ids()) == Counter(texts)
+    started = [json.loads(line) for line in run.stderr.splitlines() if '"worker started"' in line]
+    stopped = [json.loads(line) for line in run.stderr.splitlines() if '"worker stopped"' in line]
+    assert len(started) == 2 and len(stopped) == 2
+    assert setup.depth(setup.dlq_url) == 0
