@@ -325,7 +325,7 @@ def render(report: dict[str, Any], mix: Mix, problems: list[str]) -> str:
     rows.append(("KMS Decrypt calls", report["kms_decrypt_calls"], expected["kms_decrypt_calls"]))
     lines = [f"{'':<34}{'got':>8}{'expected':>10}"]
     lines += [f"{name:<34}{got:>8}{want:>10}{'' if got == want else '  <-'}" for name, got, want in rows]
-    lines.append(f"{'messages/s (whole mix, incl. backoff waits)':<34}{report['messages_per_s']:>8}")
+    lines.append(f"{'messages/s (whole mix, incl. backoff waits)':<44}{report['messages_per_s']:>8}")
     lines.append(f"DLQ: {report['dlq_depth']} message(s) at {report['dlq_url']}")
     lines.append(
         "OK: every count is what the mix implies" if not problems else "FAILED: " + "; ".join(problems)
