@@ -378,7 +378,11 @@ class Worker:
                     steps.append(self._dead_letter(item, result.reason, ""))
                 else:
                     steps.append(self._dispatch(item, key, result))
-        await asyncio.gather(*steps)
+        # Every step runs to its end; a bug in one is reported once the others are done,
+        # so the caller retries only the messages left unfinished.
+        for outcome in await asyncio.gather(*steps, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _process_slowly(self, item: InFlight, verdict: Verdict) -> None:
         """A message that needs a keyset refresh, a KMS call, or a dead-letter."""
