@@ -43,7 +43,9 @@ from .stats import Stats
 log = logging.getLogger("sealq.worker")
 
 AWS_ERRORS = (ClientError, BotoCoreError, OSError, asyncio.TimeoutError)
-UNKNOWN_KID_REFRESH_MIN_S = 5.0
+UNKNOWN_KID_REFRESH_MIN_S = 1.0
+"""At most one keyset re-read a second on account of unknown kids: a flood of bogus kids
+costs one small read a second, and a real new key waits at most a second."""
 KMS_RETRY_S = 15
 EMPTY_POLL_PAUSE_S = 0.2
 
