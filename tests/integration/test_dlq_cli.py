@@ -247,7 +247,7 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing-dlq", "missing-source", "same-queue", "unreachable"],
+    ["missing-dlq", "missing-source", "same-queue", "unreachable", "work-queue-as-dlq"],
 )
 def test_errors_are_one_line_and_touch_nothing(
     env: dict[str, str], queues: Queues, case: str, tmp_path: Path
@@ -260,13 +260,19 @@ def test_errors_are_one_line_and_touch_nothing(
         source = missing
     elif case == "same-queue":
         source = queues.dlq
+    elif case == "work-queue-as-dlq":  # a queue with a redrive policy of its own is not a DLQ
+        arn = queues.sqs.get_queue_attributes(QueueUrl=queues.dlq, AttributeNames=["QueueArn"])
+        policy = json.dumps({"deadLetterTargetArn": arn["Attributes"]["QueueArn"], "maxReceiveCount": "5"})
+        queues.sqs.set_queue_attributes(QueueUrl=queues.source, Attributes={"RedrivePolicy": policy})
+        queues.sqs.send_message(QueueUrl=queues.source, MessageBody="live work")
+        dlq, source = queues.source, queues.dlq
     else:
         run_env = {**env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_closed_port()}"}
     commands = [
         ["redrive", "--dlq-url", dlq, "--queue-url", source],
         ["redrive", "--reason", "key-expired", "--dlq-url", dlq, "--queue-url", source],
     ]
-    if case == "missing-dlq":
+    if case in ("missing-dlq", "work-queue-as-dlq"):
         commands += [
             ["stats", "--dlq-url", dlq],
             ["peek", "--dlq-url", dlq],
@@ -282,6 +288,11 @@ def test_errors_are_one_line_and_touch_nothing(
             "missing-source": "--queue-url",
             "same-queue": "same queue",
             "unreachable": "cannot reach",
+            "work-queue-as-dlq": "not a dead-letter queue",
         }[case]
         assert expected in line, line
+    if case == "work-queue-as-dlq":
+        live = drain(queues.sqs, queues.source)
+        assert [m["Attributes"]["ApproximateReceiveCount"] for m in live] == ["1"]
+        queues.sqs.delete_message(QueueUrl=queues.source, ReceiptHandle=live[0]["ReceiptHandle"])
     assert_untouched(queues)
