@@ -44,9 +44,7 @@ DEFAULT_MAX_TOKEN_BYTES = 1024 * 1024
 """SQS's message size limit; nothing larger can have come through a queue."""
 MAX_HEADER_B64 = 2048
 
-OAEP_SHA256 = padding.OAEP(
-    mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None
-)
+OAEP_SHA256 = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 _ECDH = ec.ECDH()
 _COUNTER_1 = struct.pack(">I", 1)
 # Header members that would let a token choose its own key, compression or extensions.
@@ -101,6 +99,11 @@ class OpeningKey:
     @property
     def private_key(self) -> PrivateKeyObject:
         return self._key
+
+    @property
+    def curve(self) -> str | None:
+        """The JWK curve name for EC keys, None for RSA."""
+        return self._curve
 
 
 class ParsedToken(NamedTuple):
@@ -260,9 +263,7 @@ def decrypt(parsed: ParsedToken, key: OpeningKey) -> bytes:
         _fail(Reason.DECRYPT_FAILED)
 
 
-def open_token(
-    token: bytes | str, key: OpeningKey, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES
-) -> bytes:
+def open_token(token: bytes | str, key: OpeningKey, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> bytes:
     """Parse and decrypt in one step, checking that the token names `key`."""
     parsed = parse(token, max_bytes)
     if parsed.kid != key.kid:
