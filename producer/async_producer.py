@@ -69,7 +69,10 @@ class AsyncProducer:
     async def _current_key(self) -> Any:
         if self._keys is None:
             raise RuntimeError("use AsyncProducer inside `async with`")
-        # current() may re-read the source; keep that file/network read off the loop.
+        key = self._keys.current_without_io()
+        if key is not None:
+            return key
+        # current() will re-read the source: keep that file/network read off the loop.
         return await asyncio.to_thread(self._keys.current)
 
     async def send(

@@ -203,6 +203,17 @@ class PublicKeySet:
             self._refresh_quietly()
             return choose_key(self._keys, now)
 
+    def current_without_io(self) -> SealingKey | None:
+        """The current key when that needs no read of the source, else None (then call
+        `current`, e.g. in a thread): lets the async producer skip a thread hop per send."""
+        now = self._clock()
+        if self._fetcher is not None and now - self._loaded_at >= self._refresh_s:
+            return None
+        try:
+            return choose_key(self._keys, now)
+        except NoUsableKeyError:
+            return None
+
     def _refresh_quietly(self) -> None:
         try:
             self.refresh()

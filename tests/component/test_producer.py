@@ -573,3 +573,28 @@ def test_send_cli_reports_messages_sent_before_a_failure(
         cli.run_send(args)
     assert info.value.sent_count == 130
     assert "130 message(s) were sent before this failure" in str(info.value)
+
+
+async def test_async_producer_picks_up_a_rotated_jwks_file(
+    keypairs: dict[str, KeyPair], tmp_path: Path
+) -> None:
+    old, new = keypairs["P-256"], keypairs["P-384"]
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(_jwks(old)))
+    seen: list[dict[str, Any]] = []
+
+    def capture(call: int, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        seen.extend(entries)
+        return {"Successful": _ok(entries)}
+
+    clock = Clock()
+    async with AsyncProducer("q", str(path), sqs_client=FakeAsyncSqs(capture), clock=clock) as producer:
+        await producer.send_batch([b"before"])
+        path.write_text(
+            json.dumps(_jwks(old, new) | {"keys": [*_jwks(old)["keys"], *_jwks(new, nbf=NOW)["keys"]]})
+        )
+        await producer.send_batch([b"still cached"])  # no refresh due yet: no read, old key
+        clock.now += 301  # past the 5-minute refresh
+        await producer.send_batch([b"after"])
+    kids = [e["MessageAttributes"][ATTR_KEY_ID]["StringValue"] for e in seen]
+    assert kids == [old.kid, old.kid, new.kid]
