@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 import time
@@ -194,9 +195,12 @@ def parse(token: bytes | str, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Parse
         _fail(Reason.MALFORMED)
     iat = header.get("iat")
     if iat is not None:
-        if type(iat) is not int and type(iat) is not float:
+        # json.loads accepts NaN, Infinity and 1e400: refuse anything that is not a plain,
+        # finite number of seconds (int() would raise on those, outside the opaque error).
+        if type(iat) is float and math.isfinite(iat):
+            iat = int(iat)
+        elif type(iat) is not int:
             _fail(Reason.MALFORMED)
-        iat = int(iat)
     epk = epk_curve = None
     apu = apv = b""
     if alg is Alg.ECDH_ES_A256KW:

@@ -3,6 +3,7 @@ strict JWK (RFC 7517/7518) conversion that refuses anything carrying private mat
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ def _optional_time(jwk: Mapping[str, Any], name: str) -> int | None:
     value = jwk.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise JwksError(f"JWK member {name!r} must be a NumericDate (seconds since the epoch)")
     return int(value)
 

@@ -112,6 +112,9 @@ def classify(
         return UnknownKid(attr_kid)
     if not key_usable(entry, iat, now, grace_s):
         return Reject(Reason.KEY_EXPIRED, "")
+    if parsed is not None and parsed.alg is not entry.record.alg:
+        # Settled here, before the key is unwrapped: a wrong alg costs no KMS call.
+        return Reject(Reason.UNSUPPORTED_ALGORITHM, "alg differs from the key's")
     if fmt is not None and entry.record.alg is not Alg.RSA_OAEP_256:
         return Reject(Reason.UNSUPPORTED_ALGORITHM, "raw mode needs an RSA key")
     return Open(entry, parsed)

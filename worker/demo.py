@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 
 from producer.aws import client
-from producer.errors import Reason
+from producer.errors import Reason, SealqError
 from producer.jwe import seal_at
 from producer.jwk import SealingKey, alg_for_key
 from producer.message import ATTR_CLIENT_ID, ATTR_FORMAT, ATTR_KEY_ID
@@ -372,7 +372,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         report["worker_log"] = str(log_file)
         print(render(report, mix, problems))
         if args.report:
-            args.report.write_text(json.dumps(report, indent=2) + "\n")
+            try:
+                args.report.write_text(json.dumps(report, indent=2) + "\n")
+            except OSError as exc:
+                raise SealqError(f"cannot write --report {args.report}: {exc.strerror}") from None
         if args.keep:
             print("\nThe stand-in keeps running; in another shell:", file=sys.stderr)
             for k, v in standin.env().items():

@@ -605,7 +605,10 @@ def cmd_purge(args: argparse.Namespace) -> int:
     sqs = _sqs()
     _dlq_attributes(sqs, args.dlq_url)
     if not (args.yes or args.dry_run):
-        answer = input(f"delete {selection.describe()} from {args.dlq_url}? [y/N] ")
+        try:
+            answer = input(f"delete {selection.describe()} from {args.dlq_url}? [y/N] ")
+        except EOFError:
+            answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted", file=sys.stderr)
             return 1

@@ -80,9 +80,7 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     p = command("create", "create a key pair through KMS GenerateDataKeyPairWithoutPlaintext")
     p.add_argument("--cmk", required=True, help="KMS key id, ARN or alias/NAME that wraps it")
-    p.add_argument(
-        "--spec", type=_spec, default=KeySpec.ECC_NIST_P256, help="default ECC_NIST_P256"
-    )
+    p.add_argument("--spec", type=_spec, default=KeySpec.ECC_NIST_P256, help="default ECC_NIST_P256")
     p.add_argument("--expires-in", type=_duration, required=True, help="lifetime, e.g. 30d, 12h")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_create)
@@ -172,9 +170,7 @@ def _create(
 
 def cmd_create(args: argparse.Namespace) -> int:
     store = _store(args)
-    return _create(
-        args, store, store.load_or_empty(), cmk=args.cmk, spec=args.spec, lifetime=args.expires_in
-    )
+    return _create(args, store, store.load_or_empty(), cmk=args.cmk, spec=args.spec, lifetime=args.expires_in)
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
@@ -184,8 +180,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     if current is None:
         if not (args.cmk and args.spec and args.expires_in):
             raise SealqError(
-                "no active key to rotate from; give --cmk, --spec and --expires-in, "
-                "or use `keys create`"
+                "no active key to rotate from; give --cmk, --spec and --expires-in, or use `keys create`"
             )
         return _create(args, store, keyset, cmk=args.cmk, spec=args.spec, lifetime=args.expires_in)
     return _create(

@@ -126,9 +126,7 @@ class KeyRecord(BaseModel):
     def public_pem(self) -> str:
         return (
             self.public_key_object()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
             .decode("ascii")
         )
 

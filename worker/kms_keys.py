@@ -56,9 +56,7 @@ def create_key(
         update={
             "cmk_arn": response.get("KeyId", cmk),
             "public_key": base64.b64encode(public_der).decode("ascii"),
-            "wrapped_private_key": base64.b64encode(response["PrivateKeyCiphertextBlob"]).decode(
-                "ascii"
-            ),
+            "wrapped_private_key": base64.b64encode(response["PrivateKeyCiphertextBlob"]).decode("ascii"),
             "state": KeyState.ACTIVE,
         }
     )

@@ -98,9 +98,7 @@ class MemoryQueue:
                 self.deleted += 1
                 ok.append({"Id": entry["Id"]})
             else:
-                failed.append(
-                    {"Id": entry["Id"], "Code": "ReceiptHandleIsInvalid", "SenderFault": True}
-                )
+                failed.append({"Id": entry["Id"], "Code": "ReceiptHandleIsInvalid", "SenderFault": True})
         return {"Successful": ok, "Failed": failed}
 
     async def change_message_visibility_batch(self, **kw: Any) -> dict[str, Any]:
@@ -110,9 +108,7 @@ class MemoryQueue:
         for entry in kw["Entries"]:
             m = self._invisible.get(entry["ReceiptHandle"])
             if m is None:
-                failed.append(
-                    {"Id": entry["Id"], "Code": "ReceiptHandleIsInvalid", "SenderFault": True}
-                )
+                failed.append({"Id": entry["Id"], "Code": "ReceiptHandleIsInvalid", "SenderFault": True})
                 continue
             m.visible_at = now + int(entry["VisibilityTimeout"])
             ok.append({"Id": entry["Id"]})

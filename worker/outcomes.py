@@ -8,7 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from producer.errors import Reason
-from producer.message import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_FORMAT, ATTR_KEY_ID
+from producer.message import (
+    ATTR_CLIENT_ID,
+    ATTR_CONTENT_TYPE,
+    ATTR_FORMAT,
+    ATTR_KEY_ID,
+    SQS_MAX_MESSAGE_BYTES,
+)
 
 ATTR_REASON = "sealq-reason"
 ATTR_DETAIL = "sealq-detail"
@@ -23,19 +29,37 @@ def _clean_detail(detail: str) -> str:
     return text[:MAX_DETAIL_CHARS]
 
 
+def _size(attrs: Mapping[str, Mapping[str, Any]]) -> int:
+    """What SQS counts against the message size: name, type and value of each attribute."""
+    total = 0
+    for name, value in attrs.items():
+        data = value.get("StringValue") or value.get("BinaryValue") or b""
+        total += len(name) + len(str(value.get("DataType", ""))) + len(data)
+    return total
+
+
 def dead_letter_attributes(
-    original: Mapping[str, Mapping[str, Any]], reason: Reason, detail: str = ""
+    original: Mapping[str, Mapping[str, Any]], reason: Reason, detail: str = "", body_bytes: int = 0
 ) -> dict[str, dict[str, Any]]:
-    """The original attributes plus `sealq-reason` (always) and `sealq-detail` (if room)."""
-    ours: dict[str, dict[str, Any]] = {
-        ATTR_REASON: {"DataType": "String", "StringValue": reason.value}
-    }
+    """The original attributes plus `sealq-reason` (always) and `sealq-detail` (if room),
+    within SQS's ten attributes and, with the body, its size limit: a message that barely
+    fit must not become one the DLQ refuses forever."""
+    out = _attributes_within_count(original, reason, detail)
+    for drop in (ATTR_DETAIL, *(n for n in reversed(list(out)) if n not in (ATTR_REASON, ATTR_KEY_ID))):
+        if body_bytes + _size(out) <= SQS_MAX_MESSAGE_BYTES:
+            break
+        out.pop(drop, None)
+    return out
+
+
+def _attributes_within_count(
+    original: Mapping[str, Mapping[str, Any]], reason: Reason, detail: str
+) -> dict[str, dict[str, Any]]:
+    ours: dict[str, dict[str, Any]] = {ATTR_REASON: {"DataType": "String", "StringValue": reason.value}}
     if detail:
         ours[ATTR_DETAIL] = {"DataType": "String", "StringValue": _clean_detail(detail)}
     names = [n for n in _PRIORITY if n in original]
-    names += sorted(
-        n for n in original if n not in _PRIORITY and n not in (ATTR_REASON, ATTR_DETAIL)
-    )
+    names += sorted(n for n in original if n not in _PRIORITY and n not in (ATTR_REASON, ATTR_DETAIL))
     room = SQS_MAX_ATTRIBUTES - len(ours)
     if len(names) > room and ATTR_DETAIL in ours:
         del ours[ATTR_DETAIL]  # the reason matters more than the detail

@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from producer.errors import OpenError, Reason
 from producer.jwe import DEFAULT_MAX_TOKEN_BYTES, OpeningKey
+from producer.jwk import KID_PATTERN
 from producer.message import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_KEY_ID
 
 from .aws_errors import error_code
@@ -49,6 +50,15 @@ UNKNOWN_KID_REFRESH_MIN_S = 1.0
 costs one small read a second, and a real new key waits at most a second."""
 KMS_RETRY_S = 15
 EMPTY_POLL_PAUSE_S = 0.2
+MAX_FOREIGN_KIDS = 100
+MAX_LOGGED_CLIENT_ID = 128
+
+
+def _being_cancelled() -> bool:
+    """Whether the running task itself is being cancelled (as opposed to some code inside
+    it raising CancelledError, which a user's handler can do)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 @dataclass(slots=True)
@@ -64,6 +74,7 @@ class InFlight:
     received_at: float
     visible_until: float
     started_at: float = 0.0
+    settling: bool = False  # an outcome (delete or visibility change) has been submitted
     finished: bool = field(default=False)
 
 
@@ -90,6 +101,8 @@ class Worker:
         self.keys = KeyCache(kms, executor=self._crypto, clock=clock)
         self._index: KeyIndex | None = None
         self._last_refresh = 0.0
+        self._fresh_since = float("-inf")
+        self._foreign_kids: set[str] = set()
         self._refreshing: asyncio.Task[None] | None = None
         self._rng = random.Random()  # noqa: S311 - jitter, not secrets
         self._buffer: asyncio.Queue[list[InFlight] | None] = asyncio.Queue()
@@ -203,9 +216,11 @@ class Worker:
     # ----- keyset ----------------------------------------------------------------------
 
     async def _load_keyset(self) -> None:
+        started = time.monotonic()
+        self._last_refresh = started  # attempts, failed ones too, count for the rate limit
         keyset = await asyncio.to_thread(self._store.load)
         index = KeyIndex(keyset)
-        self._last_refresh = time.monotonic()
+        self._fresh_since = started  # a successful read that began at this moment
         if self._index is not None:
             for kid in self.keys.kids():
                 entry = index.get(kid)
@@ -231,13 +246,16 @@ class Worker:
                 self._refreshing = None
 
     async def _refresh_for_unknown(self, item: InFlight) -> bool:
-        """Re-read the keyset (rate-limited) for a message naming an unknown kid. False when
-        the keyset has not been read since the message arrived and may not be yet: the
-        caller retries it once the limit allows, so a key rotated in is never dead-lettered."""
+        """True once a keyset read that *began after the message arrived* has succeeded, so
+        an unknown kid is really unknown. A message can only name a key that was in the
+        keyset before it was sent, so such a read would have seen it. Re-reads are
+        rate-limited; while the limit holds or a read fails, the caller retries the message
+        later instead of dead-lettering it: a key rotated in is never called unknown."""
+        if self._fresh_since >= item.received_at:
+            return True
         if self._refreshing is not None or time.monotonic() - self._last_refresh >= UNKNOWN_KID_REFRESH_MIN_S:
             await self._refresh()
-            return True
-        return self._last_refresh >= item.received_at or item.receive_count > 1
+        return self._fresh_since >= item.received_at
 
     # ----- receiving -------------------------------------------------------------------
 
@@ -345,10 +363,15 @@ class Worker:
             try:
                 await self._process_batch(batch)
             except asyncio.CancelledError:
+                if _being_cancelled():
+                    for item in batch:
+                        if not item.finished:
+                            self._release(item)
+                    raise
+                event(log, logging.ERROR, "unexpected error", error="CancelledError")
                 for item in batch:
                     if not item.finished:
-                        self._release(item)
-                raise
+                        self._retry(item, "internal-error")
             except Exception as exc:  # a bug of ours: keep the messages, never log bodies
                 event(log, logging.ERROR, "unexpected error", error=type(exc).__name__)
                 for item in batch:
@@ -365,7 +388,10 @@ class Worker:
         jobs: list[tuple[InFlight, OpeningKey, Open]] = []
         steps: list[Awaitable[None]] = []
         for item in batch:
-            verdict = self._verdict(item)
+            try:
+                verdict = self._verdict(item)
+            except Exception as exc:  # a parsing bug must not stall the batch or loop forever
+                verdict = Reject(Reason.MALFORMED, f"unexpected {type(exc).__name__} while parsing")
             key = self.keys.peek(verdict.entry.record.kid) if isinstance(verdict, Open) else None
             if key is not None:
                 jobs.append((item, key, verdict))  # type: ignore[arg-type]
@@ -438,7 +464,9 @@ class Worker:
             except HandlerRejected as exc:
                 await self._dead_letter(item, Reason.HANDLER_REJECTED, str(exc))
                 return
-            except Exception as exc:  # any handler failure is a retry
+            except (Exception, asyncio.CancelledError) as exc:  # any handler failure is a retry
+                if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
+                    raise  # shutdown is cancelling us, not the handler failing
                 name = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
                 if item.receive_count >= self.settings.max_attempts:
                     detail = f"{name} after {item.receive_count} attempts"
@@ -482,9 +510,11 @@ class Worker:
                 )
             self._finish(item)
 
+        item.settling = True
         self._deleter.submit({"ReceiptHandle": item.receipt}, done)
 
     def _set_visibility(self, item: InFlight, seconds: int) -> None:
+        item.settling = True
         self._visibility.submit(
             {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds},
             lambda ok: self._finish(item),
@@ -515,13 +545,29 @@ class Worker:
         self.stats.released += 1
         self._set_visibility(item, 0)
 
-    async def _dead_letter(self, item: InFlight, reason: Reason, detail: str) -> None:
+    def _kid_label(self, item: InFlight) -> str:
+        """The kid as a metric label and log field: senders choose it, so only a well-formed
+        kid is used, and at most MAX_FOREIGN_KIDS distinct ones outside the keyset."""
         kid = item.attributes.get(ATTR_KEY_ID, "")
+        if KID_PATTERN.fullmatch(kid) is None:
+            return "-" if not kid else "invalid"
+        known = self._index is not None and self._index.get(kid) is not None
+        if known or kid in self._foreign_kids:
+            return kid
+        if len(self._foreign_kids) < MAX_FOREIGN_KIDS:
+            self._foreign_kids.add(kid)
+            return kid
+        return "other"
+
+    async def _dead_letter(self, item: InFlight, reason: Reason, detail: str) -> None:
+        kid = self._kid_label(item)
         try:
             await self._sqs.send_message(
                 QueueUrl=self.settings.dlq_url,
                 MessageBody=item.body,
-                MessageAttributes=dead_letter_attributes(item.raw_attributes, reason, detail),
+                MessageAttributes=dead_letter_attributes(
+                    item.raw_attributes, reason, detail, body_bytes=len(item.body.encode())
+                ),
             )
         except AWS_ERRORS as exc:
             # Not in the DLQ, so not deleted: it comes back and we try again.
@@ -533,8 +579,8 @@ class Worker:
             logging.WARNING,
             "dead-lettered",
             message_id=item.message_id,
-            kid=kid or None,
-            client_id=item.attributes.get(ATTR_CLIENT_ID),
+            kid=kid,
+            client_id=(item.attributes.get(ATTR_CLIENT_ID) or "")[:MAX_LOGGED_CLIENT_ID] or None,
             reason=reason.value,
         )
         self._delete(item)
@@ -549,7 +595,7 @@ class Worker:
             await asyncio.sleep(s.heartbeat_s)
             now = time.monotonic()
             for item in list(self._inflight.values()):
-                if item.finished or item.visible_until - now > s.heartbeat_s * 1.5:
+                if item.settling or item.visible_until - now > s.heartbeat_s * 1.5:
                     continue
                 left = MAX_VISIBILITY_S - (now - item.received_at) - 60
                 extend = int(min(s.visibility_timeout_s, left))

@@ -13,6 +13,8 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from producer.aws import aio_client_config
+from producer.errors import SealqError
+from producer.sqs_errors import AwsError, describe_aws_error
 
 from .handler import Handler, load_handler
 from .http import HealthServer, probe
@@ -112,6 +114,7 @@ def install_signal_handlers(worker: Worker) -> None:
 async def serve(settings: WorkerSettings, handler: Handler) -> int:
     async with AsyncExitStack() as stack:
         sqs, kms = await open_clients(stack)
+        await check_queues(sqs, settings)
         worker = Worker(settings, handler, sqs=sqs, kms=kms, keystore=KeysetStore(settings.keyset))
         install_signal_handlers(worker)
         if settings.metrics_port is not None:
@@ -127,6 +130,16 @@ async def serve(settings: WorkerSettings, handler: Handler) -> int:
             event(log, logging.INFO, "http listening", host=settings.metrics_host, port=port)
         await worker.run()
     return 0
+
+
+async def check_queues(sqs: Any, settings: WorkerSettings) -> None:
+    """Fail at start, in one line, on a queue URL that is wrong, rather than logging
+    receive failures forever. GetQueueAttributes touches no message."""
+    for flag, url in (("--queue-url", settings.queue_url), ("--dlq-url", settings.dlq_url)):
+        try:
+            await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        except AwsError as exc:
+            raise SealqError(describe_aws_error(exc, f"{flag} {url}")) from None
 
 
 def add_health_parser(subparsers: argparse._SubParsersAction[Any]) -> None:

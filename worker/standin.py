@@ -42,6 +42,8 @@ __all__ = [
     "ensure_installed",
 ]
 
+from producer.errors import SealqError
+
 MINISTACK_VERSION = "1.5.33"
 """Bumping this builds a fresh venv beside the old one: the venv dir is keyed by it."""
 
@@ -76,7 +78,7 @@ _UNSAFE_CHILD_ENV = (
 )
 
 
-class StandInError(RuntimeError):
+class StandInError(SealqError, RuntimeError):
     """The stand-in could not be installed, started, reset or reached."""
 
 
@@ -168,8 +170,7 @@ def ensure_installed(home: Path | None = None) -> Path:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StandInError(
-            f"cannot create the stand-in home {root}: {exc}. "
-            f"Point {HOME_ENV} at a writable directory."
+            f"cannot create the stand-in home {root}: {exc}. Point {HOME_ENV} at a writable directory."
         ) from exc
     log_path = root / "install.log"
     with _install_lock(root):
@@ -207,9 +208,7 @@ def ensure_installed(home: Path | None = None) -> Path:
                 f"--- log tail ---\n{_tail(log_path)}"
             ) from exc
         if not exe.is_file():
-            raise StandInError(
-                f"pip finished but {exe} is missing; delete {venv} and retry. Log: {log_path}"
-            )
+            raise StandInError(f"pip finished but {exe} is missing; delete {venv} and retry. Log: {log_path}")
         tmp = venv / (_MARKER_NAME + ".tmp")
         tmp.write_text(_marker_text(), encoding="utf-8")
         tmp.replace(venv / _MARKER_NAME)
@@ -433,8 +432,7 @@ class StandIn:
             if time.monotonic() >= deadline:
                 raise StandInError(
                     self._failure(
-                        f"ministack did not become healthy within {self._startup_timeout:.0f}s "
-                        f"({last_error})"
+                        f"ministack did not become healthy within {self._startup_timeout:.0f}s ({last_error})"
                     )
                 )
             time.sleep(0.05)

@@ -17,6 +17,8 @@ import sys
 from types import FrameType
 from typing import Any
 
+from producer.errors import SealqError
+
 from .handler import load_handler
 from .logs import configure
 from .settings import WorkerSettings
@@ -30,17 +32,23 @@ def _child(values: dict[str, Any]) -> None:
 
     settings = WorkerSettings(**values)
     configure(settings.log_level, settings.log_format)
-    sys.exit(asyncio.run(serve(settings, load_handler(settings.handler))))
+    try:
+        code = asyncio.run(serve(settings, load_handler(settings.handler)))
+    except SealqError as exc:
+        print(f"sealq: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
 
 
 def run_processes(settings: WorkerSettings) -> int:
     context = multiprocessing.get_context("spawn")
-    values = settings.model_dump()
-    values["processes"] = 1
-    children = [
-        context.Process(target=_child, args=(values,), name=f"sealq-worker-{i}")
-        for i in range(settings.processes)
-    ]
+    children = []
+    for i in range(settings.processes):
+        values = settings.model_dump()
+        values["processes"] = 1
+        if settings.metrics_port:  # one port per process: process i serves port + i
+            values["metrics_port"] = settings.metrics_port + i
+        children.append(context.Process(target=_child, args=(values,), name=f"sealq-worker-{i}"))
     stopping = False
 
     def forward(signum: int, frame: FrameType | None) -> None:

@@ -674,3 +674,96 @@ async def test_key_cache_waiters_do_not_hang_when_unwrap_breaks_unexpectedly() -
     assert kms.calls == 1
     assert type(results[0]) is ValueError  # the caller that ran the unwrap sees the real error
     assert all(isinstance(r, KeyUnavailable) for r in results[1:])
+
+
+# ----- found in review ---------------------------------------------------------------------
+
+
+async def test_handler_raising_cancelled_error_is_a_failure_not_a_dead_consumer(rig: Rig, keys: Keys) -> None:
+    """A handler may raise CancelledError itself (e.g. from a cancelled inner task): that is
+    a failed attempt, and the consumers stay alive to handle everything else."""
+    key = sealing(LIVE, keys.ec)
+    bad = rig.put(seal_at(b"cancel me", key, time.time()), attrs(LIVE))
+    good = [rig.put(seal_at(f"ok{i}".encode(), key, time.time()), attrs(LIVE)) for i in range(40)]
+    calls: Counter[str] = Counter()
+
+    async def handler(message: Message) -> None:
+        calls[message.message_id] += 1
+        if message.plaintext == b"cancel me":
+            raise asyncio.CancelledError()
+
+    worker = rig.worker(handler, max_attempts=2)
+    async with running(worker):
+        await until(lambda: all(calls[g] == 1 for g in good) and len(peek(rig.dlq)) == 1, what="all outcomes")
+        assert worker.ready
+    assert calls[bad] == 2
+    assert dlq_reason(peek(rig.dlq)[0]) == Reason.HANDLER_ERROR.value
+    assert not peek(rig.src)
+
+
+async def test_rotation_survives_a_failed_keyset_read(
+    rig: Rig, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-read that would find a freshly rotated key fails once (S3 hiccup): the message
+    is retried, not dead-lettered as unknown-key, and handled once a read succeeds."""
+    monkeypatch.setattr(pool_module, "UNKNOWN_KID_REFRESH_MIN_S", 0.2)
+    handler = Recorder()
+    worker = rig.worker(handler)
+    real_load = KeysetStore.load
+    failures = {"left": 0}
+
+    def flaky_load(store: KeysetStore) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            from worker.keystore import KeysetError
+
+            raise KeysetError("simulated: S3 SlowDown")
+        return real_load(store)
+
+    monkeypatch.setattr(KeysetStore, "load", flaky_load)
+    async with running(worker):
+        rig.add(keys.ec2, NEW)
+        rig.save()
+        failures["left"] = 1
+        message_id = rig.put(seal_at(b"rotated", sealing(NEW, keys.ec2), time.time()), attrs(NEW))
+        await until(
+            lambda: message_id in handler.handled_ids() or bool(peek(rig.dlq)), timeout=8, what="outcome"
+        )
+    assert not peek(rig.dlq), dlq_reason(peek(rig.dlq)[0])
+    assert failures["left"] == 0
+
+
+async def test_wrong_alg_for_the_key_costs_no_kms_call(rig: Rig, keys: Keys) -> None:
+    """An RSA-OAEP token naming an EC kid is refused before the key is unwrapped."""
+    token = seal_at(b"x", sealing(RSA_LIVE, keys.rsa), time.time()).decode()
+    header, rest = token.split(".", 1)
+    import base64
+    import json as _json
+
+    fields = _json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    fields["kid"] = LIVE
+    forged = base64.urlsafe_b64encode(_json.dumps(fields).encode()).rstrip(b"=").decode() + "." + rest
+    rig.put(forged, attrs(LIVE))
+    worker = rig.worker(Recorder())
+    async with running(worker):
+        await until(lambda: len(peek(rig.dlq)) == 1, what="dead-lettered")
+    assert dlq_reason(peek(rig.dlq)[0]) == Reason.UNSUPPORTED_ALGORITHM.value
+    assert rig.kms.calls == 0
+
+
+async def test_made_up_kids_cannot_grow_metric_labels_without_bound(rig: Rig, keys: Keys) -> None:
+    stray = sealing("p256-20200101-00000000", keys.ec2)
+    for i in range(pool_module.MAX_FOREIGN_KIDS + 20):
+        kid = f"made-up-{i}"
+        rig.put(seal_at(b"x", SealingKey(kid, stray.alg, stray.key), time.time()), attrs(kid))
+    rig.put("x", attrs("../../etc/passwd"))
+    worker = rig.worker(Recorder(), max_in_flight=200)
+    async with running(worker):
+        await until(
+            lambda: worker.stats.dead_lettered_total == pool_module.MAX_FOREIGN_KIDS + 21,
+            timeout=15,
+            what="all dead-lettered",
+        )
+    kids = {kid for _, kid in worker.stats.dead_lettered}
+    assert len(kids) == pool_module.MAX_FOREIGN_KIDS + 2  # the first 100, "other", "invalid"
+    assert {"other", "invalid"} <= kids

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -410,8 +411,20 @@ def test_processes_share_the_queue_and_stop_together(setup: Setup) -> None:
     is handled once, and one SIGTERM to the supervisor stops both children with exit 0."""
     texts = [f"multi-{i}" for i in range(60)]
     setup.send(texts)
-    with worker_process(setup, delay=0.05, processes=2, **{"log-level": "info"}) as run:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    flags = {"log-level": "info", "metrics-port": port}
+    with worker_process(setup, delay=0.05, processes=2, **flags) as run:
         wait_for(lambda: len(setup.handled_ids()) == len(texts), 60, "both processes to drain", run)
+        for child_port in (port, port + 1):  # process i serves metrics on port + i
+            health = subprocess.run(
+                [sys.executable, "-m", "worker.cli", "health", "--port", str(child_port)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert health.returncode == 0, health.stderr
         assert run.stop(timeout=30) == 0
     assert Counter(setup.handled_ids()) == Counter(texts)
     started = [json.loads(line) for line in run.stderr.splitlines() if '"worker started"' in line]

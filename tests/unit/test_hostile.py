@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from typing import Any
 
 import pytest
@@ -65,6 +66,9 @@ def mutate(
         return b".".join(parts)
     if name == "raw_header":
         return _with_header(token, arg.encode())
+    if name == "raw_header_iat":  # a JSON number Python reads but that is no time (NaN, ...)
+        raw = b64url_decode(parts[0]).decode()
+        return _with_header(token, re.sub(r'"iat":\s*\d+', f'"iat":{arg}', raw).encode())
     if name == "raw_header_hex":
         return _with_header(token, bytes.fromhex(arg))
     if name in {"set", "delete", "set_epk", "epk_off_curve", "copy_epk_from_ec"}:
