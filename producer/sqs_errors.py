@@ -7,6 +7,7 @@ from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
     NoCredentialsError,
+    NoRegionError,
 )
 
 AwsError = (BotoCoreError, ClientError)
@@ -28,6 +29,8 @@ def describe_aws_error(exc: BaseException, action: str) -> str:
             f"{action} failed: cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}; "
             "check AWS_ENDPOINT_URL / AWS_DEFAULT_REGION and the network"
         )
+    if isinstance(exc, NoRegionError):
+        return f"{action} failed: no AWS region; set AWS_DEFAULT_REGION (or AWS_REGION)"
     if isinstance(exc, NoCredentialsError):
         return f"{action} failed: no AWS credentials; configure the standard AWS credential chain"
     return _one_line(f"{action} failed: {exc}")

@@ -35,3 +35,12 @@ def test_client_uses_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert client.meta.region_name == "eu-west-1"
     assert client.meta.config.connect_timeout == 5.0
     assert client.meta.config.retries["total_max_attempts"] == 3
+
+
+def test_missing_region_says_which_variable_to_set() -> None:
+    from botocore.exceptions import NoRegionError
+
+    from producer.sqs_errors import describe_aws_error
+
+    message = describe_aws_error(NoRegionError(), "SendMessage")
+    assert "AWS_DEFAULT_REGION" in message and "\n" not in message
