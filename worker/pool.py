@@ -73,7 +73,6 @@ class InFlight:
     receive_count: int
     received_at: float
     visible_until: float
-    started_at: float = 0.0
     settling: bool = False  # an outcome (delete or visibility change) has been submitted
     finished: bool = field(default=False)
 

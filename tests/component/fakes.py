@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 
-from producer.jwk import PrivateKeyObject, SealingKey, alg_for_key
+from producer.jwk import PrivateKeyObject, alg_for_key
 from worker.keyset import KeyRecord, Keyset, KeySpec, KeyState
 from worker.keystore import KeysetStore
 
@@ -72,10 +72,6 @@ def record_for(
         expires_at=now + timedelta(seconds=expires_in_s),
         state=KeyState.EXPIRED if shredded else KeyState.ACTIVE,
     )
-
-
-def sealing_key(record: KeyRecord) -> SealingKey:
-    return record.sealing_key()
 
 
 def write_keyset(path: Path, *records: KeyRecord) -> KeysetStore:
