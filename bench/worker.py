@@ -47,15 +47,14 @@ sys.path.insert(0, str(ROOT))
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
-
-from producer.jwe import OAEP_SHA256, parse  # noqa: E402
-from producer.message import OutgoingMessage, build_entry  # noqa: E402
-from tests.component.fakes import FakeKMS, record_for, write_keyset  # noqa: E402
-from worker.handler import Message  # noqa: E402
-from worker.keyset import KeyRecord  # noqa: E402
-from worker.memqueue import MemoryQueue, MemorySQS  # noqa: E402
-from worker.pool import Worker  # noqa: E402
-from worker.settings import WorkerSettings  # noqa: E402
+from sealq.envelope.jwe import OAEP_SHA256, parse  # noqa: E402
+from sealq.keys.keyset import KeyRecord  # noqa: E402
+from sealq.producer.message import OutgoingMessage, build_entry  # noqa: E402
+from sealq.testing.kms import FakeKMS, record_for, write_keyset  # noqa: E402
+from sealq.testing.sqs import MemoryQueue, MemorySQS  # noqa: E402
+from sealq.worker.handler import Message  # noqa: E402
+from sealq.worker.pool import Worker  # noqa: E402
+from sealq.worker.settings import WorkerSettings  # noqa: E402
 
 PAYLOAD = os.urandom(512)
 CORES = os.cpu_count() or 1
@@ -348,10 +347,10 @@ def rss(quick: bool, workdir: Path) -> dict[str, Any]:
 
 
 def _standin_setup(workdir: Path) -> dict[str, Any]:
-    from producer.aws import client
-    from worker.keyset import Keyset, KeySpec
-    from worker.keystore import KeysetStore
-    from worker.kms_keys import create_key
+    from sealq.aws.clients import client
+    from sealq.keys.keyset import Keyset, KeySpec
+    from sealq.keys.kms import create_key
+    from sealq.keys.store import KeysetStore
 
     kms, sqs = client("kms"), client("sqs")
     cmk = kms.create_key()["KeyMetadata"]["Arn"]
@@ -365,7 +364,7 @@ def _standin_setup(workdir: Path) -> dict[str, Any]:
 
 
 def _send(setup: dict[str, Any], count: int) -> None:
-    from producer.sync_producer import Producer
+    from sealq.producer.sync_producer import Producer
 
     producer = Producer(setup["queue"], {"keys": [setup["record"].jwk()]}, sqs_client=setup["sqs"])
     result = producer.send_batch(PAYLOAD for _ in range(count))
@@ -373,7 +372,7 @@ def _send(setup: dict[str, Any], count: int) -> None:
 
 
 async def _bare_loop(queue: str, count: int, concurrency: int) -> float:
-    from worker.run_cli import open_clients
+    from sealq.cli.run import open_clients
 
     async with AsyncExitStack() as stack:
         sqs, _ = await open_clients(stack)
@@ -411,7 +410,7 @@ async def _sealq_loop(
 ) -> float:
     """One worker process on the stand-in queue until `count` are handled in total (across
     processes when `handled` is a shared counter)."""
-    from worker.run_cli import open_clients
+    from sealq.cli.run import open_clients
 
     async with AsyncExitStack() as stack:
         sqs, kms = await open_clients(stack)
@@ -462,9 +461,9 @@ def sealq_rate(setup: dict[str, Any], count: int, pollers: int, processes: int) 
 
 
 async def _naive_loop(setup: dict[str, Any], queue: MemoryQueue, count: int, concurrency: int) -> float:
-    from producer.jwe import decrypt
-    from worker.kms_keys import decrypt_request, load_private_key
-    from worker.run_cli import open_clients
+    from sealq.cli.run import open_clients
+    from sealq.envelope.jwe import decrypt
+    from sealq.keys.kms import decrypt_request, load_private_key
 
     async with AsyncExitStack() as stack:
         _, kms = await open_clients(stack)
@@ -491,7 +490,7 @@ async def _naive_loop(setup: dict[str, Any], queue: MemoryQueue, count: int, con
 
 
 def against_standin(quick: bool, workdir: Path) -> dict[str, Any]:
-    from worker.standin import StandIn
+    from sealq.demo.standin import StandIn
 
     count = 600 if quick else 3000
     with StandIn() as standin:
@@ -528,7 +527,7 @@ def against_standin(quick: bool, workdir: Path) -> dict[str, Any]:
         _fill(pool_queue, setup["record"], naive_count * 10)
 
         async def pooled() -> float:
-            from worker.run_cli import open_clients
+            from sealq.cli.run import open_clients
 
             async with AsyncExitStack() as stack:
                 _, kms = await open_clients(stack)

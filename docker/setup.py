@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from producer.aws import client
+from sealq.aws.clients import client
 
 
 def main() -> int:
@@ -32,7 +32,7 @@ def main() -> int:
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "50"})
     queue_url = sqs.create_queue(QueueName=queue_name, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
     data.mkdir(parents=True, exist_ok=True)
-    sealq = [sys.executable, "-m", "worker.cli", "keys"]
+    sealq = [sys.executable, "-m", "sealq.cli", "keys"]
     if not Path(keyset).exists():
         subprocess.run(
             [

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from producer.jwe import OpeningKey
-from producer.jwk import PrivateKeyObject, SealingKey, alg_for_key
+from sealq.envelope.jwe import OpeningKey
+from sealq.envelope.jwk import PrivateKeyObject, SealingKey, alg_for_key
 
 VECTORS = Path(__file__).parent / "vectors"
 

@@ -9,14 +9,13 @@ import urllib.request
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
-
-from producer.message import OutgoingMessage, build_entry
-from tests.component.fakes import FakeKMS, record_for, write_keyset
-from worker.handler import HandlerRejected, Message
-from worker.http import HealthServer
-from worker.memqueue import MemoryQueue, MemorySQS
-from worker.pool import Worker
-from worker.settings import WorkerSettings
+from sealq.producer.message import OutgoingMessage, build_entry
+from sealq.testing.kms import FakeKMS, record_for, write_keyset
+from sealq.testing.sqs import MemoryQueue, MemorySQS
+from sealq.worker.handler import HandlerRejected, Message
+from sealq.worker.http import HealthServer
+from sealq.worker.pool import Worker
+from sealq.worker.settings import WorkerSettings
 
 
 def _get(port: int, path: str) -> tuple[int, str]:

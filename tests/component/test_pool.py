@@ -17,23 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sealq.worker.pool as pool_module
 from botocore.exceptions import ClientError, EndpointConnectionError
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-import worker.pool as pool_module
-from producer.errors import Reason
-from producer.jwe import seal_at
-from producer.jwk import Alg, PrivateKeyObject, SealingKey, alg_for_key
-from producer.message import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_FORMAT, ATTR_KEY_ID
-from producer.raw import RAW_FORMAT, seal_raw
-from tests.component.fakes import FakeKMS, record_for, write_keyset
-from worker.handler import HandlerRejected, Message
-from worker.keyset import KeyRecord
-from worker.keystore import KeysetStore
-from worker.memqueue import MemoryQueue, MemorySQS
-from worker.outcomes import ATTR_REASON
-from worker.pool import Worker
-from worker.settings import WorkerSettings
+from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_FORMAT, ATTR_KEY_ID, ATTR_REASON
+from sealq.envelope.jwe import seal_at
+from sealq.envelope.jwk import Alg, PrivateKeyObject, SealingKey, alg_for_key
+from sealq.envelope.raw import RAW_FORMAT, seal_raw
+from sealq.errors import Reason
+from sealq.keys.keyset import KeyRecord
+from sealq.keys.store import KeysetStore
+from sealq.testing.kms import FakeKMS, record_for, write_keyset
+from sealq.testing.sqs import MemoryQueue, MemorySQS
+from sealq.worker.handler import HandlerRejected, Message
+from sealq.worker.pool import Worker
+from sealq.worker.settings import WorkerSettings
 
 SRC, DLQ = "src", "dlq"
 LIVE, RSA_LIVE, OLD, GONE, NEW = "ec-live", "rsa-live", "ec-old", "ec-gone", "ec-new"
@@ -657,10 +655,9 @@ async def test_key_cache_waiters_do_not_hang_when_unwrap_breaks_unexpectedly() -
     import asyncio as _asyncio
 
     from cryptography.hazmat.primitives.asymmetric import ec as _ec
-
-    from tests.component.fakes import FakeKMS, record_for
-    from worker.classify import KeyEntry
-    from worker.keycache import KeyCache, KeyUnavailable
+    from sealq.testing.kms import FakeKMS, record_for
+    from sealq.worker.classify import KeyEntry
+    from sealq.worker.keycache import KeyCache, KeyUnavailable
 
     kms = FakeKMS()
     kms.delay_s = 0.05
@@ -715,7 +712,7 @@ async def test_rotation_survives_a_failed_keyset_read(
     def flaky_load(store: KeysetStore) -> Any:
         if failures["left"]:
             failures["left"] -= 1
-            from worker.keystore import KeysetError
+            from sealq.keys.store import KeysetError
 
             raise KeysetError("simulated: S3 SlowDown")
         return real_load(store)

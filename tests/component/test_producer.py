@@ -18,12 +18,13 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from sealq.aws.limits import SQS_MAX_MESSAGE_BYTES
+from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID
+from sealq.envelope.jwe import open_token
+from sealq.envelope.jwk import public_key_to_jwk
+from sealq.errors import JwksError, NoUsableKeyError, SendError
+from sealq.producer import AsyncProducer, OutgoingMessage, Producer, PublicKeySet
 
-from producer import AsyncProducer, OutgoingMessage, Producer, PublicKeySet
-from producer.errors import JwksError, NoUsableKeyError, SendError
-from producer.jwe import open_token
-from producer.jwk import public_key_to_jwk
-from producer.message import ATTR_CLIENT_ID, ATTR_KEY_ID, SQS_MAX_MESSAGE_BYTES
 from tests.conftest import KeyPair
 
 NOW = 1_800_000_000.0
@@ -549,8 +550,8 @@ def test_send_cli_reports_messages_sent_before_a_failure(
     import argparse
     import io
 
-    from producer import cli
-    from producer.message import BatchResult, SentEntry
+    from sealq.cli import send as cli
+    from sealq.producer.message import BatchResult, SentEntry
 
     class HalfWay:
         calls = 0

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-
-from producer.jwe import OpeningKey
-from worker.keystore import parse_keyset
-from worker.kms_keys import unwrap
-from worker.standin import StandIn
+from sealq.demo.standin import StandIn
+from sealq.envelope.jwe import OpeningKey
+from sealq.keys.kms import unwrap
+from sealq.keys.store import parse_keyset
 
 # Anything here would override or leak into what the stand-in's env sets up.
 CLEARED_ENV = (
@@ -49,7 +48,7 @@ def sealq(
     env: dict[str, str], *args: str, stdin: bytes | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "sealq.cli", *args],
         env=env,
         input=stdin.decode() if stdin is not None else None,
         capture_output=True,

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sealq.demo.standin import HOME_ENV, StandIn
 
 from tests.integration.cli_helpers import CLEARED_ENV
-from worker.standin import HOME_ENV, StandIn
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -15,9 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from sealq.demo.standin import StandIn
 
 from tests.integration.cli_helpers import cli_env, sealq
-from worker.standin import StandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +50,7 @@ def test_compose_wires_standin_setup_worker_and_producer() -> None:
     env = worker["environment"]
     for name in ("SEALQ_QUEUE_URL", "SEALQ_DLQ_URL", "SEALQ_KEYSET", "SEALQ_HANDLER", "AWS_ENDPOINT_URL"):
         assert name in env
-    assert env["SEALQ_HANDLER"].startswith("worker.examples.")
+    assert env["SEALQ_HANDLER"].startswith("sealq.examples.")
 
 
 def _free_port() -> int:
@@ -83,11 +83,11 @@ def test_setup_script_and_entrypoint_work_outside_docker(standin: StandIn, tmp_p
         "SEALQ_METRICS_HOST": "127.0.0.1",
         "SEALQ_QUEUE_URL": urls["queue_url"],
         "SEALQ_DLQ_URL": urls["dlq_url"],
-        "SEALQ_HANDLER": "worker.examples.print_handler:handle",
+        "SEALQ_HANDLER": "sealq.examples.print_handler:handle",
         "SEALQ_WAIT_TIME_S": "1",
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "run"],
+        [sys.executable, "-m", "sealq.cli", "run"],
         env=run_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

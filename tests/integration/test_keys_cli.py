@@ -25,14 +25,13 @@ from joserfc.jwk import KeySet
 from joserfc.registry import HeaderParameter
 from jwcrypto import jwe as jc_jwe
 from jwcrypto import jwk as jc_jwk
-
-from producer.errors import OpenError, Reason
-from producer.jwe import OpeningKey, open_token, seal
-from producer.jwks import choose_key, parse_jwks
-from producer.raw import open_raw
-from worker.keystore import parse_keyset
-from worker.kms_keys import KeyShreddedError, unwrap
-from worker.standin import StandIn
+from sealq.demo.standin import StandIn
+from sealq.envelope.jwe import OpeningKey, open_token, seal
+from sealq.envelope.raw import open_raw
+from sealq.errors import OpenError, Reason
+from sealq.keys.kms import KeyShreddedError, unwrap
+from sealq.keys.store import parse_keyset
+from sealq.producer.jwks import choose_key, parse_jwks
 
 from .cli_helpers import cli_env, sealq, standin_client, unwrap_kid
 

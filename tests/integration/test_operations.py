@@ -40,7 +40,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     report, err = work / "report.json", work / "stderr.txt"
     with err.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "demo", "--keep", "--report", str(report)],
+            [sys.executable, "-m", "sealq.cli", "demo", "--keep", "--report", str(report)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
@@ -134,7 +134,7 @@ def test_operator_workflow_on_the_demo_dlq(demo: dict[str, Any]) -> None:
         [
             sys.executable,
             "-m",
-            "worker.cli",
+            "sealq.cli",
             "run",
             "--queue-url",
             queue,
@@ -143,7 +143,7 @@ def test_operator_workflow_on_the_demo_dlq(demo: dict[str, Any]) -> None:
             "--keyset",
             env["SEALQ_KEYSET"],
             "--handler",
-            "worker.examples.file_handler:handle",
+            "sealq.examples.file_handler:handle",
             "--wait-time-s",
             "1",
         ],

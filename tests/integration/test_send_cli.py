@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from producer.jwe import OpeningKey, open_token, parse
-from producer.jwks import choose_key, parse_jwks
-from producer.message import SQS_MAX_MESSAGE_BYTES
-from worker.standin import StandIn
+from sealq.aws.limits import SQS_MAX_MESSAGE_BYTES
+from sealq.demo.standin import StandIn
+from sealq.envelope.jwe import OpeningKey, open_token, parse
+from sealq.producer.jwks import choose_key, parse_jwks
 
 from .cli_helpers import cli_env, sealq, standin_client, unwrap_kid
 

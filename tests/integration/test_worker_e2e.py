@@ -22,25 +22,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import worker.pool as pool_module
-from producer.aws import client
-from producer.jwe import seal_at
-from producer.message import ATTR_CLIENT_ID, ATTR_KEY_ID
-from worker.handler import Message
-from worker.keyset import KeyRecord, Keyset, KeySpec
-from worker.keystore import KeysetStore
-from worker.kms_keys import create_key
-from worker.pool import Worker
-from worker.run_cli import open_clients
-from worker.settings import WorkerSettings
-from worker.standin import HOME_ENV, StandIn
+import sealq.worker.pool as pool_module
+from sealq.aws.clients import client
+from sealq.cli.run import open_clients
+from sealq.demo.standin import HOME_ENV, StandIn
+from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID
+from sealq.envelope.jwe import seal_at
+from sealq.keys.keyset import KeyRecord, Keyset, KeySpec
+from sealq.keys.kms import create_key
+from sealq.keys.store import KeysetStore
+from sealq.worker.handler import Message
+from sealq.worker.pool import Worker
+from sealq.worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
 HANDLER_SOURCE = """
 import asyncio, os
-from worker.handler import HandlerRejected
+from sealq.worker.handler import HandlerRejected
 
 OUT = os.environ["E2E_HANDLED"]
 DELAY = float(os.environ.get("E2E_DELAY", "0"))
@@ -120,7 +119,7 @@ class Setup:
             "log-format": "json",
             **flags,
         }
-        args = [sys.executable, "-m", "worker.cli", "run"]
+        args = [sys.executable, "-m", "sealq.cli", "run"]
         for name, value in values.items():
             args += [f"--{name}", str(value)]
         return args
@@ -389,7 +388,7 @@ def test_demo_succeeds_and_its_logs_carry_no_secrets(standin: StandIn, tmp_path:
     env[HOME_ENV] = str(standin.home)  # reuse the installed stand-in
     env["PYTHONPATH"] = str(REPO)
     proc = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "demo", "--report", str(report_path)],
+        [sys.executable, "-m", "sealq.cli", "demo", "--report", str(report_path)],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -419,7 +418,7 @@ def test_processes_share_the_queue_and_stop_together(setup: Setup) -> None:
         wait_for(lambda: len(setup.handled_ids()) == len(texts), 60, "both processes to drain", run)
         for child_port in (port, port + 1):  # process i serves metrics on port + i
             health = subprocess.run(
-                [sys.executable, "-m", "worker.cli", "health", "--port", str(child_port)],
+                [sys.executable, "-m", "sealq.cli", "health", "--port", str(child_port)],
                 capture_output=True,
                 text=True,
                 timeout=30,

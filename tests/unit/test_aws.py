@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from producer import aws
+from sealq.aws import clients as aws
 
 
 @pytest.fixture(autouse=True)
@@ -39,8 +38,7 @@ def test_client_uses_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_missing_region_says_which_variable_to_set() -> None:
     from botocore.exceptions import NoRegionError
-
-    from producer.sqs_errors import describe_aws_error
+    from sealq.aws.errors import describe_aws_error
 
     message = describe_aws_error(NoRegionError(), "SendMessage")
     assert "AWS_DEFAULT_REGION" in message and "\n" not in message

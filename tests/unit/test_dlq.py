@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 import pytest
-
-from worker.dlq import (
+from sealq.cli.dlq import Scan, _cell, render_breach, render_peek, render_stats
+from sealq.dlq.records import (
     UNLABELLED,
     DlqRecord,
     Selection,
@@ -19,7 +19,6 @@ from worker.dlq import (
     parse_threshold,
     redrive_entry,
 )
-from worker.dlq_cli import Scan, _cell, render_breach, render_peek, render_stats
 
 NOW = 1_700_000_000.0
 BODY = "SEALED-BODY-NEVER-SHOWN"

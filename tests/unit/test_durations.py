@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from worker.durations import format_duration, parse_duration
+from sealq.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from sealq.keys.keyset import KeyRecord, Keyset, KeySpec, KeyState, UnknownKidError, new_kid
+from sealq.keys.store import KeysetError, parse_keyset
+from sealq.producer.jwks import choose_key, parse_jwks
 
-from producer.jwks import choose_key, parse_jwks
 from tests.conftest import KeyPair
-from worker.keyset import KeyRecord, Keyset, KeySpec, KeyState, UnknownKidError, new_kid
-from worker.keystore import KeysetError, parse_keyset
 
 T0 = datetime(2027, 1, 1, tzinfo=UTC)
 WRAPPED = base64.b64encode(b"wrapped-private-key-blob").decode()

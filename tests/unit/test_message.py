@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from producer.jwe import open_token
-from producer.message import (
-    ATTR_CLIENT_ID,
-    ATTR_CONTENT_TYPE,
-    ATTR_KEY_ID,
-    SQS_MAX_MESSAGE_BYTES,
+from sealq.aws.limits import SQS_MAX_MESSAGE_BYTES
+from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_KEY_ID
+from sealq.envelope.jwe import open_token
+from sealq.producer.message import (
     BatchResult,
     Entry,
     OutgoingMessage,
@@ -22,6 +19,7 @@ from producer.message import (
     build_entry,
     plan_batches,
 )
+
 from tests.conftest import KeyPair
 
 NOW = 1_800_000_000.0
@@ -92,7 +90,7 @@ def test_build_entry_without_optional_attributes(ec_pair: KeyPair) -> None:
 
 
 def test_too_large_message_says_how_big_and_what_to_do(ec_pair: KeyPair) -> None:
-    from producer.errors import MessageTooLargeError
+    from sealq.errors import MessageTooLargeError
 
     build_entry(0, OutgoingMessage(b"x" * NEAR_LIMIT), ec_pair.sealing, NOW)  # fits
     with pytest.raises(MessageTooLargeError, match=r"at most 1048576.*send a reference"):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from producer.errors import Reason
-from producer.message import SQS_MAX_MESSAGE_BYTES
-from worker.outcomes import ATTR_DETAIL, ATTR_REASON, dead_letter_attributes
+from sealq.aws.limits import SQS_MAX_MESSAGE_BYTES
+from sealq.envelope.attributes import ATTR_DETAIL, ATTR_REASON
+from sealq.errors import Reason
+from sealq.worker.outcomes import dead_letter_attributes
 
 
 def _attr(value: str) -> dict[str, str]:

@@ -15,9 +15,8 @@ from joserfc import jwe as rfc_jwe
 from joserfc.jwk import ECKey, RSAKey
 from jwcrypto import jwe as jc_jwe
 from jwcrypto import jwk as jc_jwk
-
-from producer.jwe import seal_at
-from producer.jwk import SealingKey, alg_for_key, public_key_to_jwk
+from sealq.envelope.jwe import seal_at
+from sealq.envelope.jwk import SealingKey, alg_for_key, public_key_to_jwk
 
 OUT = Path(__file__).with_name("jwe_known_answer.json")
 

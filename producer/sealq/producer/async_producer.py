@@ -1,0 +1,116 @@
+"""The asyncio (aiobotocore) producer; same decisions as `Producer`, non-blocking I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from sealq.aws.errors import AwsError, describe_aws_error
+from sealq.errors import SendError
+from sealq.producer.jwks import JwksInput, PublicKeySet
+from sealq.producer.message import (
+    BatchResult,
+    OutgoingMessage,
+    as_message,
+    batch_exchanges,
+    batch_request,
+    build_entries,
+    build_entry,
+)
+
+
+class AsyncProducer:
+    """Use as `async with AsyncProducer(url, jwks) as p: await p.send(b"...")`.
+
+    Loading and refreshing the JWKS (file, HTTPS or S3 reads) runs in a worker thread so the
+    event loop never blocks on it. Pass `sqs_client` to reuse an open aiobotocore client.
+    """
+
+    def __init__(
+        self,
+        queue_url: str,
+        jwks: JwksInput | PublicKeySet,
+        *,
+        client_id: str | None = None,
+        sqs_client: Any | None = None,
+        retries: int = 2,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.queue_url = queue_url
+        self.client_id = client_id
+        self._jwks = jwks
+        self._keys: PublicKeySet | None = jwks if isinstance(jwks, PublicKeySet) else None
+        self._sqs = sqs_client
+        self._clock = clock
+        self._retries = retries
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> AsyncProducer:
+        if self._keys is None:
+            jwks = self._jwks
+            assert not isinstance(jwks, PublicKeySet)
+            self._keys = await asyncio.to_thread(PublicKeySet, jwks, clock=self._clock)
+        if self._sqs is None:
+            from aiobotocore.session import get_session
+            from sealq.aws.clients import aio_client_config
+
+            self._sqs = await self._stack.enter_async_context(
+                get_session().create_client("sqs", config=aio_client_config())
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _current_key(self) -> Any:
+        if self._keys is None:
+            raise RuntimeError("use AsyncProducer inside `async with`")
+        key = self._keys.current_without_io()
+        if key is not None:
+            return key
+        # current() will re-read the source: keep that file/network read off the loop.
+        return await asyncio.to_thread(self._keys.current)
+
+    async def send(
+        self,
+        message: OutgoingMessage | bytes | str,
+        *,
+        client_id: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        if not isinstance(message, OutgoingMessage):
+            message = OutgoingMessage(message, client_id or self.client_id, content_type)
+        entry = build_entry(
+            0, as_message(message, self.client_id), await self._current_key(), self._clock()
+        )
+        try:
+            response = await self._sqs.send_message(  # type: ignore[union-attr]
+                QueueUrl=self.queue_url, MessageBody=entry.body, MessageAttributes=entry.attributes
+            )
+        except AwsError as exc:
+            raise SendError(describe_aws_error(exc, "SendMessage")) from None
+        return str(response["MessageId"])
+
+    async def send_batch(self, messages: Iterable[OutgoingMessage | bytes | str]) -> BatchResult:
+        key = await self._current_key()
+        entries, result = build_entries(messages, self.client_id, key, self._clock())
+        exchange = batch_exchanges(entries, result, self._retries)
+        try:
+            pending = next(exchange)
+            while True:
+                try:
+                    response = await self._sqs.send_message_batch(  # type: ignore[union-attr]
+                        QueueUrl=self.queue_url, Entries=batch_request(pending)
+                    )
+                except AwsError as exc:
+                    raise SendError(
+                        describe_aws_error(exc, "SendMessageBatch"), sent_count=len(result.sent)
+                    ) from None
+                pending = exchange.send(response)
+        except StopIteration:
+            pass
+        result.failed.sort(key=lambda f: f.index)
+        return result

@@ -1,0 +1,100 @@
+"""The blocking (boto3) producer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sealq.aws.errors import AwsError, describe_aws_error
+from sealq.errors import SendError
+from sealq.producer.jwks import JwksInput, PublicKeySet
+from sealq.producer.message import (
+    BatchResult,
+    Entry,
+    OutgoingMessage,
+    as_message,
+    batch_exchanges,
+    batch_request,
+    build_entries,
+    build_entry,
+)
+
+
+class Producer:
+    """Seals messages to the current published key and sends them to one SQS queue.
+
+    `jwks` is a path, an https:// or s3:// URL, a JWKS dict, or a shared `PublicKeySet`.
+    Pass `sqs_client` to reuse a configured boto3 client; otherwise one is created here,
+    once, from the standard AWS configuration.
+    """
+
+    def __init__(
+        self,
+        queue_url: str,
+        jwks: JwksInput | PublicKeySet,
+        *,
+        client_id: str | None = None,
+        sqs_client: Any | None = None,
+        retries: int = 2,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.queue_url = queue_url
+        self.client_id = client_id
+        self.keys = jwks if isinstance(jwks, PublicKeySet) else PublicKeySet(jwks, clock=clock)
+        self._clock = clock
+        self._retries = retries
+        if sqs_client is None:
+            from sealq.aws.clients import client
+
+            sqs_client = client("sqs")
+        self._sqs: Any = sqs_client
+
+    def seal(self, message: OutgoingMessage | bytes | str) -> Entry:
+        """Seal without sending, e.g. to inspect the body or send it another way."""
+        return build_entry(
+            0, as_message(message, self.client_id), self.keys.current(), self._clock()
+        )
+
+    def send(
+        self,
+        message: OutgoingMessage | bytes | str,
+        *,
+        client_id: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """Send one message; returns its SQS MessageId."""
+        if not isinstance(message, OutgoingMessage):
+            message = OutgoingMessage(message, client_id or self.client_id, content_type)
+        entry = self.seal(message)
+        try:
+            response = self._sqs.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=entry.body,
+                MessageAttributes=entry.attributes,
+            )
+        except AwsError as exc:
+            raise SendError(describe_aws_error(exc, "SendMessage")) from None
+        return str(response["MessageId"])
+
+    def send_batch(self, messages: Iterable[OutgoingMessage | bytes | str]) -> BatchResult:
+        """Send many messages in SendMessageBatch calls; every entry's fate is in the result."""
+        key = self.keys.current()
+        entries, result = build_entries(messages, self.client_id, key, self._clock())
+        exchange = batch_exchanges(entries, result, self._retries)
+        try:
+            pending = next(exchange)
+            while True:
+                try:
+                    response = self._sqs.send_message_batch(
+                        QueueUrl=self.queue_url, Entries=batch_request(pending)
+                    )
+                except AwsError as exc:
+                    raise SendError(
+                        describe_aws_error(exc, "SendMessageBatch"), sent_count=len(result.sent)
+                    ) from None
+                pending = exchange.send(response)
+        except StopIteration:
+            pass
+        result.failed.sort(key=lambda f: f.index)
+        return result

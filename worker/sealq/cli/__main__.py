@@ -1,0 +1,5 @@
+import sys
+
+from sealq.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,244 @@
+"""`sealq keys ...`: the operator's key lifecycle commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+from sealq.aws import clients as aws
+from sealq.aws.errors import AwsError, describe_aws_error
+from sealq.cli.send import OneLineArgumentParser
+from sealq.durations import format_duration, parse_duration
+from sealq.errors import SealqError
+from sealq.keys.keyset import KeyRecord, Keyset, KeySpec, iso
+from sealq.keys.kms import create_key
+from sealq.keys.store import KeysetStore
+
+# KMS answers that mean the --cmk value is what needs fixing.
+_CMK_PROBLEMS = frozenset(
+    {
+        "NotFoundException",
+        "DisabledException",
+        "KMSInvalidStateException",
+        "InvalidKeyUsageException",
+        "InvalidArnException",
+        "AccessDeniedException",
+    }
+)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _now() -> datetime:
+    """Precise: `created_at` orders keys made in the same second (create, then rotate)."""
+    return datetime.now(UTC)
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return timedelta(seconds=parse_duration(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _spec(text: str) -> KeySpec:
+    try:
+        return KeySpec(text.upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown key spec {text!r}; choose one of {', '.join(s.value for s in KeySpec)}"
+        ) from None
+
+
+def add_keys_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
+    keys = subparsers.add_parser("keys", help="create, rotate, expire and publish key pairs")
+    sub = keys.add_subparsers(
+        dest="keys_command",
+        required=True,
+        metavar="COMMAND",
+        parser_class=OneLineArgumentParser,
+    )
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "--keyset",
+            default=os.environ.get("SEALQ_KEYSET"),
+            help="keyset file or s3://bucket/key (default: $SEALQ_KEYSET)",
+        )
+        return p
+
+    p = command("create", "create a key pair through KMS GenerateDataKeyPairWithoutPlaintext")
+    p.add_argument("--cmk", required=True, help="KMS key id, ARN or alias/NAME that wraps it")
+    p.add_argument("--spec", type=_spec, default=KeySpec.ECC_NIST_P256, help="default ECC_NIST_P256")
+    p.add_argument("--expires-in", type=_duration, required=True, help="lifetime, e.g. 30d, 12h")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_create)
+
+    p = command("list", "list keys with their state and lifetime")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = command("rotate", "create the next key now, like the current one unless told otherwise")
+    p.add_argument("--cmk", help="default: the current key's CMK")
+    p.add_argument("--spec", type=_spec, help="default: the current key's spec")
+    p.add_argument("--expires-in", type=_duration, help="default: the current key's lifetime")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rotate)
+
+    p = command("expire", "end a key now and erase its wrapped private key (crypto-shred)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("kid", nargs="?", help="the key to end")
+    target.add_argument("--past", action="store_true", help="shred every key past its expiry")
+    p.set_defaults(func=cmd_expire)
+
+    p = command("publish", "write the public keys as a JWKS for clients")
+    p.add_argument("--out", default="-", help="file to write (default: stdout)")
+    p.set_defaults(func=cmd_publish)
+
+    p = command("export-pem", "print one public key as PEM, as the openssl recipe uses it")
+    p.add_argument("kid")
+    p.add_argument("--out", default="-", help="file to write (default: stdout)")
+    p.set_defaults(func=cmd_export_pem)
+
+
+def _store(args: argparse.Namespace) -> KeysetStore:
+    return KeysetStore(args.keyset or "")
+
+
+def _kms() -> Any:
+    return aws.client("kms")
+
+
+def _record_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "kid": record.kid,
+        "spec": record.key_spec.value,
+        "alg": record.alg.value,
+        "status": record.status(now),
+        "not_before": iso(record.not_before),
+        "expires_at": iso(record.expires_at),
+        "cmk": record.cmk_arn,
+        "private_key": "wrapped" if record.wrapped_private_key else "erased",
+    }
+
+
+def _write(out: str, text: str) -> None:
+    if out == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise SealqError(f"cannot write {out}: {exc.strerror}") from None
+
+
+def _create(
+    args: argparse.Namespace,
+    store: KeysetStore,
+    keyset: Keyset,
+    *,
+    cmk: str,
+    spec: KeySpec,
+    lifetime: timedelta,
+) -> int:
+    now = _now()
+    try:
+        record = create_key(_kms(), cmk=cmk, spec=spec, lifetime=lifetime, now=now)
+    except AwsError as exc:
+        message = describe_aws_error(exc, "KMS GenerateDataKeyPairWithoutPlaintext")
+        if isinstance(exc, ClientError) and error_code(exc) in _CMK_PROBLEMS:
+            message += f"; check --cmk {cmk!r} (key id, ARN or alias/NAME, enabled, in this region)"
+        raise SealqError(message) from None
+    store.save(keyset.with_record(record))
+    if args.json:
+        print(json.dumps(_record_view(record, now)))
+    else:
+        print(record.kid)
+    return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    store = _store(args)
+    return _create(args, store, store.load_or_empty(), cmk=args.cmk, spec=args.spec, lifetime=args.expires_in)
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    store = _store(args)
+    keyset = store.load()
+    current = keyset.current(_now())
+    if current is None:
+        if not (args.cmk and args.spec and args.expires_in):
+            raise SealqError(
+                "no active key to rotate from; give --cmk, --spec and --expires-in, or use `keys create`"
+            )
+        return _create(args, store, keyset, cmk=args.cmk, spec=args.spec, lifetime=args.expires_in)
+    return _create(
+        args,
+        store,
+        keyset,
+        cmk=args.cmk or current.cmk_arn,
+        spec=args.spec or current.key_spec,
+        lifetime=args.expires_in or (current.expires_at - current.not_before),
+    )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    keyset = _store(args).load()
+    now = _now()
+    views = [_record_view(r, now) for r in keyset]
+    if args.json:
+        print(json.dumps({"keys": views}, indent=2))
+        return 0
+    current = keyset.current(now)
+    print(f"{'KID':<28} {'SPEC':<14} {'STATUS':<8} {'EXPIRES':<21} {'LEFT':<8} PRIVATE KEY")
+    for record, view in zip(keyset, views, strict=True):
+        left = format_duration((record.expires_at - now).total_seconds())
+        mark = " *" if current is not None and record.kid == current.kid else ""
+        print(
+            f"{view['kid']:<28} {view['spec']:<14} {view['status']:<8} {view['expires_at']:<21} "
+            f"{left:<8} {view['private_key']}{mark}"
+        )
+    return 0
+
+
+def cmd_expire(args: argparse.Namespace) -> int:
+    store = _store(args)
+    keyset = store.load()
+    now = _now()
+    if args.past:
+        targets = [r for r in keyset if r.expires_at <= now and r.wrapped_private_key]
+    else:
+        targets = [keyset.get(args.kid)]
+    for record in targets:
+        keyset = keyset.with_record(record.shredded(now))
+    store.save(keyset)
+    for record in targets:
+        print(f"expired {record.kid}: wrapped private key erased")
+    if args.past and not targets:
+        print("no key past its expiry still holds a wrapped private key")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    jwks = _store(args).load().jwks(_now())
+    if not jwks["keys"]:
+        raise SealqError("no unexpired key to publish; run `sealq keys create` or `keys rotate`")
+    _write(args.out, json.dumps(jwks, indent=2) + "\n")
+    if args.out != "-":
+        print(f"wrote {len(jwks['keys'])} key(s) to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_export_pem(args: argparse.Namespace) -> int:
+    record = _store(args).load().get(args.kid)
+    _write(args.out, record.public_pem())
+    return 0

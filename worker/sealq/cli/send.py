@@ -1,0 +1,93 @@
+"""`sealq send`: seal messages from a file or stdin and send them to SQS."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any, NoReturn
+
+from sealq.errors import SealqError, SendError
+from sealq.producer.message import OutgoingMessage
+from sealq.producer.sync_producer import Producer
+from sealq.progress import Progress
+
+CHUNK = 100
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """Usage mistakes end as one stderr line naming the fix, like every other sealq error,
+    instead of argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def add_send_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
+    p = subparsers.add_parser(
+        "send",
+        help="seal and send messages to an SQS queue",
+        description="Seal one message (--file) or one message per stdin line and send them.",
+    )
+    p.add_argument("--queue-url", required=True, help="the SQS queue to send to")
+    p.add_argument("--jwks", required=True, help="published keys: path, https:// or s3:// URL")
+    p.add_argument("--file", type=Path, help="send this file's bytes as one message")
+    p.add_argument("--client-id", help="set the client-id attribute (operators see it in the DLQ)")
+    p.add_argument("--content-type", help="set the content-type attribute")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=run_send)
+
+
+def _stdin_messages(client_id: str | None, content_type: str | None) -> Iterator[OutgoingMessage]:
+    for line in sys.stdin.buffer:
+        line = line.rstrip(b"\r\n")
+        if line:
+            yield OutgoingMessage(line, client_id, content_type)
+
+
+def run_send(args: argparse.Namespace) -> int:
+    producer = Producer(args.queue_url, args.jwks, client_id=args.client_id)
+    if args.file is not None:
+        try:
+            body = args.file.read_bytes()
+        except OSError as exc:
+            raise SealqError(f"cannot read --file {args.file}: {exc.strerror}") from None
+        message_id = producer.send(OutgoingMessage(body, args.client_id, args.content_type))
+        print(
+            json.dumps({"sent": 1, "failed": [], "message_id": message_id})
+            if args.json
+            else message_id
+        )
+        return 0
+    messages = _stdin_messages(args.client_id, args.content_type)
+    sent, failed, offset = 0, [], 0
+    with Progress("sent", enabled=None if not args.json else False) as progress:
+        while chunk := list(islice(messages, CHUNK)):
+            try:
+                result = producer.send_batch(chunk)
+            except SendError as exc:
+                done = sent + exc.sent_count
+                if not done:
+                    raise
+                raise SendError(
+                    f"{exc}; {done} message(s) were sent before this failure, so re-sending "
+                    "every line would duplicate them",
+                    sent_count=done,
+                ) from None
+            sent += len(result.sent)
+            failed += [
+                {"line": offset + f.index + 1, "code": f.code, "message": f.message}
+                for f in result.failed
+            ]
+            offset += len(chunk)
+            progress.advance(len(chunk))
+    if args.json:
+        print(json.dumps({"sent": sent, "failed": failed}))
+    else:
+        print(f"sent {sent} message(s)" + (f", {len(failed)} failed" if failed else ""))
+        for f in failed:
+            print(f"line {f['line']}: {f['code']}: {f['message']}", file=sys.stderr)
+    return 1 if failed else 0

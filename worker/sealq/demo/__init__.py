@@ -1,0 +1,1 @@
+"""The embedded demo and the local AWS stand-in it runs on."""

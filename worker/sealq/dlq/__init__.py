@@ -1,0 +1,1 @@
+"""Dead-letter queues: what is in one, why, and getting it out again."""

@@ -1,0 +1,20 @@
+"""Key pairs through KMS: the keyset document, where it is stored, and the lifecycle
+(create, rotate, expire, publish). Needs `sealq[worker]` (pydantic)."""
+
+from sealq.keys.keyset import KeyRecord, Keyset, KeySpec, KeyState, UnknownKidError
+from sealq.keys.kms import KeyShreddedError, create_key, unwrap
+from sealq.keys.store import KeysetError, KeysetNotFoundError, KeysetStore
+
+__all__ = [
+    "KeyRecord",
+    "KeyShreddedError",
+    "KeySpec",
+    "KeyState",
+    "Keyset",
+    "KeysetError",
+    "KeysetNotFoundError",
+    "KeysetStore",
+    "UnknownKidError",
+    "create_key",
+    "unwrap",
+]

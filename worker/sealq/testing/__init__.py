@@ -1,0 +1,1 @@
+"""Test kit: an in-memory SQS that keeps AWS's rules, a fake KMS, and helpers."""

@@ -1,0 +1,127 @@
+"""Private keys unwrapped through KMS: one Decrypt per kid per process, kept until expiry.
+
+Single-flight: however many messages under a new kid arrive together, the first caller starts
+the KMS call and the rest await the same future. Failures are remembered for a short cooldown
+so a KMS outage costs one call per kid per cooldown, not one per message. Unknown kids never
+get here (classification stops them), so nothing a sender controls can trigger a KMS call
+beyond the kids in our own keyset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from sealq.aws.errors import KMS_PERMANENT, error_code
+from sealq.envelope.jwe import OpeningKey
+from sealq.keys.kms import KeyShreddedError, decrypt_request, load_private_key
+from sealq.worker.classify import KeyEntry
+
+
+class KeyUnavailable(Exception):
+    """KMS could not unwrap the key right now (throttled, unreachable, key disabled): retry."""
+
+
+class KeyRefused(Exception):
+    """KMS refused the wrapped key for good (tampered blob or context): messages under it
+    can never be opened."""
+
+
+class KeyCache:
+    def __init__(
+        self,
+        kms: Any,
+        *,
+        executor: Executor | None = None,
+        failure_cooldown_s: float = 2.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._kms = kms
+        self._executor = executor
+        self._cooldown = failure_cooldown_s
+        self._clock = clock
+        self._keys: dict[str, tuple[OpeningKey, float]] = {}
+        self._pending: dict[str, asyncio.Future[OpeningKey]] = {}
+        self._failures: dict[str, tuple[float, Exception]] = {}
+        self.decrypt_calls = 0
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, kid: str) -> bool:
+        return kid in self._keys
+
+    def peek(self, kid: str) -> OpeningKey | None:
+        """The cached key, without a coroutine: the per-message fast path."""
+        cached = self._keys.get(kid)
+        return cached[0] if cached is not None else None
+
+    async def get(self, entry: KeyEntry) -> OpeningKey:
+        kid = entry.record.kid
+        cached = self._keys.get(kid)
+        if cached is not None:
+            return cached[0]
+        pending = self._pending.get(kid)
+        if pending is None:
+            failure = self._failures.get(kid)
+            if failure is not None and self._clock() - failure[0] < self._cooldown:
+                raise failure[1]
+            pending = asyncio.get_running_loop().create_future()
+            self._pending[kid] = pending
+            try:
+                key = await self._unwrap(entry)
+            except (KeyUnavailable, KeyRefused) as exc:
+                self._failures[kid] = (self._clock(), exc)
+                pending.set_exception(exc)
+                pending.exception()  # mark retrieved: waiters may be none
+                raise
+            except BaseException as exc:
+                # Anything else (a bug, cancellation): waiters must not hang on this future.
+                pending.set_exception(KeyUnavailable(f"unwrapping {kid} failed: {type(exc).__name__}"))
+                pending.exception()
+                raise
+            finally:
+                del self._pending[kid]
+            self._failures.pop(kid, None)
+            self._keys[kid] = (key, entry.expires_at)
+            pending.set_result(key)
+            return key
+        return await asyncio.shield(pending)
+
+    async def _unwrap(self, entry: KeyEntry) -> OpeningKey:
+        try:
+            request = decrypt_request(entry.record)
+        except KeyShreddedError as exc:
+            raise KeyRefused(str(exc)) from None
+        self.decrypt_calls += 1
+        try:
+            response = await self._kms.decrypt(**request)
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in KMS_PERMANENT:
+                raise KeyRefused(f"KMS refused the wrapped key for {entry.record.kid}: {code}") from None
+            raise KeyUnavailable(f"KMS Decrypt for {entry.record.kid} failed: {code}") from None
+        except (TimeoutError, BotoCoreError, OSError) as exc:
+            raise KeyUnavailable(f"KMS Decrypt for {entry.record.kid} failed: {error_code(exc)}") from None
+        der = response["Plaintext"]
+        # Parsing costs ~ms for big RSA keys; keep it off the event loop.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, load_private_key, entry.record, der)
+
+    def evict(self, kid: str) -> None:
+        self._keys.pop(kid, None)
+        self._failures.pop(kid, None)
+
+    def evict_expired(self, now: float, grace_s: float) -> list[str]:
+        """Drop keys past expiry + grace: after that no message under them may open."""
+        gone = [kid for kid, (_, exp) in self._keys.items() if now >= exp + grace_s]
+        for kid in gone:
+            del self._keys[kid]
+        return gone
+
+    def kids(self) -> list[str]:
+        return list(self._keys)

@@ -1,0 +1,93 @@
+"""Worker settings from CLI flags and SEALQ_* environment variables, checked at start.
+
+Cross-field rules are checked here, once, so a misconfiguration fails at start with a
+message saying what to change, instead of as lost or duplicated messages later.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sealq.errors import SealqError
+
+MAX_VISIBILITY_S = 12 * 3600
+
+
+class SettingsError(SealqError):
+    pass
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEALQ_", extra="forbid")
+
+    queue_url: str = Field(description="the SQS queue to consume")
+    dlq_url: str = Field(description="where messages that cannot be handled go, with a reason")
+    keyset: str = Field(description="keyset file or s3://bucket/key")
+    handler: str = Field(description="module:function of an async def handle(message)")
+    concurrency: int = Field(16, ge=1, le=1000, description="messages processed at once")
+    processes: int = Field(1, ge=1, le=64, description="worker processes (see worker.supervisor)")
+    pollers: int = Field(2, ge=1, le=50, description="concurrent ReceiveMessage long polls")
+    max_in_flight: int = Field(100, ge=1, le=10000, description="received, not yet finished")
+    wait_time_s: int = Field(20, ge=0, le=20, description="long-poll wait per ReceiveMessage")
+    visibility_timeout_s: int = Field(60, ge=1, le=MAX_VISIBILITY_S)
+    heartbeat_s: float = Field(20.0, gt=0, description="how often running handlers are extended")
+    handler_timeout_s: float = Field(300.0, gt=0)
+    max_attempts: int = Field(5, ge=1, le=1000, description="handler tries before handler-error")
+    backoff_base_s: float = Field(2.0, ge=0)
+    backoff_max_s: float = Field(300.0, ge=0, le=MAX_VISIBILITY_S)
+    shutdown_grace_s: float = Field(25.0, ge=0)
+    key_grace_s: int = Field(300, ge=0, description="accept messages sealed before expiry this long after it")
+    keyset_refresh_s: float = Field(60.0, gt=0)
+    crypto_threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1, le=64)
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    log_level: str = "info"
+    log_format: str = Field("auto", pattern="^(auto|json|text)$")
+
+    @field_validator("handler")
+    @classmethod
+    def _handler(cls, value: str) -> str:
+        module, _, func = value.partition(":")
+        if not module or not func:
+            raise ValueError("must look like package.module:function")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("use debug, info, warning or error")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> WorkerSettings:
+        if self.heartbeat_s >= self.visibility_timeout_s:
+            raise ValueError(
+                f"heartbeat_s ({self.heartbeat_s}) must be shorter than visibility_timeout_s "
+                f"({self.visibility_timeout_s}), or messages reappear while being handled"
+            )
+        if self.max_in_flight < self.concurrency:
+            raise ValueError(
+                f"max_in_flight ({self.max_in_flight}) must be at least concurrency "
+                f"({self.concurrency}), or consumers sit idle"
+            )
+        if self.queue_url == self.dlq_url:
+            raise ValueError("dlq_url must differ from queue_url")
+        return self
+
+
+def load_settings(**values: object) -> WorkerSettings:
+    """Build settings from explicit values (CLI flags) over SEALQ_* variables."""
+    given = {k: v for k, v in values.items() if v is not None}
+    try:
+        return WorkerSettings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            flag = f"--{field.replace('_', '-')} / SEALQ_{field.upper()}" if field else "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{flag}: {msg}" if field else msg)
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
