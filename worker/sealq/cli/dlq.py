@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from sealq.aws import clients as aws
 from sealq.aws.errors import AwsError, describe_aws_error, error_code
 from sealq.aws.limits import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES, entry_size
-from sealq.cli.send import OneLineArgumentParser
+from sealq.cli.parser import OneLineArgumentParser
 from sealq.dlq.records import (
     TOTAL,
     Breach,

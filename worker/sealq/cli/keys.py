@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from sealq.aws import clients as aws
 from sealq.aws.errors import AwsError, describe_aws_error
-from sealq.cli.send import OneLineArgumentParser
+from sealq.cli.parser import OneLineArgumentParser
 from sealq.durations import format_duration, parse_duration
 from sealq.errors import SealqError
 from sealq.keys.keyset import KeyRecord, Keyset, KeySpec, iso

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.cli.dlq import add_dlq_parser
 from sealq.cli.keys import add_keys_parser
+from sealq.cli.parser import OneLineArgumentParser
 from sealq.cli.run import add_health_parser, add_run_parser
-from sealq.cli.send import OneLineArgumentParser, add_send_parser
+from sealq.cli.send import add_send_parser
 from sealq.demo.run import add_demo_parser
 from sealq.errors import SealqError
 from sealq.keys.keyset import UnknownKidError

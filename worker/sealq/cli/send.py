@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from sealq.errors import SealqError, SendError
 from sealq.producer.message import OutgoingMessage
@@ -16,14 +16,6 @@ from sealq.producer.sync_producer import Producer
 from sealq.progress import Progress
 
 CHUNK = 100
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """Usage mistakes end as one stderr line naming the fix, like every other sealq error,
-    instead of argparse's usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def add_send_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
