@@ -36,6 +36,8 @@ def test_dockerfile_is_pinned_non_root_with_healthcheck_and_stop_signal() -> Non
     assert "USER sealq" in final and "STOPSIGNAL SIGTERM" in final
     assert "HEALTHCHECK" in final and '"sealq", "health"' in final
     assert "gcc" not in final and "build-essential" not in final
+    # The image runs `sealq run`: the base install alone cannot (it lacks aiobotocore, pydantic).
+    assert re.search(r"pip install [^\n]*'\.\[worker\]'", text)
 
 
 def test_compose_wires_standin_setup_worker_and_producer() -> None:
