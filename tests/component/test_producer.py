@@ -503,6 +503,46 @@ def test_https_source_with_etag(
         server.close()
 
 
+def _redirecting_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str) -> ThreadingHTTPServer:
+    """An https server (trusted through SSL_CERT_FILE) that answers every GET with a 302."""
+    cert, key = _self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def test_https_jwks_redirected_to_plain_http_is_refused(
+    no_proxy: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keypairs: dict[str, KeyPair]
+) -> None:
+    # Whoever can answer plain http on the path would hand out their own key: the producer
+    # must not follow the step down, even to a host it would otherwise accept over http.
+    evil = JwksServer()
+    evil.document = json.dumps(_jwks(keypairs["RSA-2048"])).encode()
+    redirect = _redirecting_https(tmp_path, monkeypatch, f"http://127.0.0.1:{evil.port}/jwks.json")
+    try:
+        with pytest.raises(JwksError, match=r"refusing a redirect from https://.* to plain http"):
+            PublicKeySet(f"https://127.0.0.1:{redirect.server_address[1]}/jwks.json")
+        assert evil.requests == []
+    finally:
+        redirect.shutdown()
+        redirect.server_close()
+        evil.close()
+
+
 def test_http_error_status_is_reported(no_proxy: None) -> None:
     server = JwksServer()
     try:

@@ -97,3 +97,22 @@ def test_known_answer_vectors_still_open(
 ) -> None:
     opened = open_token(case["token"], known_answer_keys[case["kid"]])
     assert opened == case["plaintext"].encode()
+
+
+def test_a_body_of_many_parts_is_refused_without_splitting_it_whole() -> None:
+    # A sender controls the body: a megabyte of separators must cost no more than any other
+    # malformed token, not hundreds of thousands of objects per delivery.
+    import tracemalloc
+
+    from sealq.envelope.jwe import DEFAULT_MAX_TOKEN_BYTES
+
+    body = b"ab." * (DEFAULT_MAX_TOKEN_BYTES // 3)
+    tracemalloc.start()
+    try:
+        with pytest.raises(OpenError) as caught:
+            parse(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.reason is Reason.MALFORMED
+    assert peak < 64 * 1024, f"parsing allocated {peak} bytes"

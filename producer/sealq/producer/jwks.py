@@ -66,6 +66,29 @@ def choose_key(keys: tuple[SealingKey, ...], now: float) -> SealingKey:
     return max(usable, key=lambda k: (k.not_before or 0, k.expires_at or float("inf")))
 
 
+def _refusal(url: str, *, came_from: str | None = None) -> str | None:
+    """Why `url` may not serve a JWKS, or None. Plain http only on loopback; a redirect may
+    not step down from https to http, or a path attacker could hand out their own keys."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("https", "http"):
+        return f"refusing to fetch a JWKS from {parsed.scheme or '?'}:// ; use https://"
+    if came_from is not None and urlparse(came_from).scheme == "https" and parsed.scheme != "https":
+        return f"refusing a redirect from {came_from} to plain http ({url}); serve the JWKS over https"
+    if parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
+        return f"refusing to fetch a JWKS over plain http from {parsed.hostname}; use https://"
+    return None
+
+
+class _RefuseDowngrade(urllib.request.HTTPRedirectHandler):
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        problem = _refusal(newurl, came_from=req.full_url)
+        if problem is not None:
+            raise JwksError(problem)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class _Fetcher:
     """Reads one source, skipping the parse when it has not changed (content or ETag)."""
 
@@ -73,6 +96,7 @@ class _Fetcher:
         self.source = source
         self._s3 = s3_client
         self._version: object = None
+        self._opener = urllib.request.build_opener(_RefuseDowngrade)
 
     def fetch(self) -> bytes | None:
         """New document bytes, or None when unchanged since the last fetch."""
@@ -96,16 +120,14 @@ class _Fetcher:
         return data
 
     def _fetch_http(self, url: str) -> bytes | None:
-        parsed = urlparse(url)
-        if parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
-            raise JwksError(
-                f"refusing to fetch a JWKS over plain http from {parsed.hostname}; use https://"
-            )
+        problem = _refusal(url)
+        if problem is not None:
+            raise JwksError(problem)
         request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
         if isinstance(self._version, str):
             request.add_header("If-None-Match", self._version)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            with self._opener.open(request, timeout=10) as response:
                 data: bytes = response.read(1024 * 1024 + 1)
                 etag = response.headers.get("ETag")
         except urllib.error.HTTPError as exc:
