@@ -1,8 +1,30 @@
-"""Error types and the reason codes the worker records.
+"""Every error sealq raises on purpose, and the reason codes the worker records.
+
+Catch `SealqError` for all of them. Each message says what to do next; the CLI prints it
+as one line (`sealq: error: ...`). Classes with no dependencies live here; the others are
+defined where they are raised (module in brackets) and importable from there::
+
+    SealqError
+    ├── OpenError                  a message could not be opened; `.reason` is a `Reason`
+    ├── JwksError                  the published key set cannot be read or is not valid
+    ├── NoUsableKeyError           every published key is expired or not yet valid
+    ├── MessageTooLargeError       the sealed message would not fit in an SQS message
+    ├── InvalidKidError            a key id does not match sealq's pattern (also ValueError)
+    ├── SendError                  SQS refused or was unreachable for a whole call
+    ├── MissingExtraError          a feature needs `sealq[async]` / `sealq[worker]` (also ImportError)
+    ├── SettingsError              [sealq.worker.settings] worker flags / SEALQ_* invalid
+    ├── HandlerLoadError           [sealq.worker.handler] --handler cannot be imported
+    ├── HandlerRejected            [sealq.worker.handler] raised BY your handler: dead-letter this message
+    ├── KeysetError                [sealq.keys.store] the keyset cannot be read or written
+    │   └── KeysetNotFoundError    no keyset at that location yet
+    ├── UnknownKidError            [sealq.keys.keyset] no such kid in the keyset (also LookupError)
+    ├── KeyShreddedError           [sealq.keys.kms] the key's private half was erased (also LookupError)
+    └── StandInError               [sealq.demo.standin] the local AWS stand-in failed (also RuntimeError)
 
 Every failure to open a message is one opaque type (`OpenError`) so callers cannot build an
 oracle out of *which* check failed; the reason code is for operators and the DLQ, never for
-deciding anything cryptographic.
+deciding anything cryptographic. tests/unit/test_layout.py checks that every exception class
+in sealq is in this tree or is an internal control-flow signal it lists.
 """
 
 from __future__ import annotations
@@ -29,7 +51,8 @@ class SealqError(Exception):
 
 
 class OpenError(SealqError):
-    """A message could not be opened. Deliberately says nothing beyond the reason code."""
+    """A message could not be opened. Deliberately says nothing beyond the reason code; the
+    worker dead-letters it with that code, so look at `sealq dlq stats` for the pattern."""
 
     __slots__ = ("reason",)
 
@@ -64,3 +87,13 @@ class SendError(SealqError):
     def __init__(self, message: str, *, sent_count: int = 0) -> None:
         super().__init__(message)
         self.sent_count = sent_count
+
+
+class MissingExtraError(SealqError, ImportError):
+    """A feature needs an optional extra that is not installed (see `sealq.extras`)."""
+
+    def __init__(self, feature: str, extra: str, missing: tuple[str, ...]) -> None:
+        super().__init__(f"{feature} needs the {extra} extra: pip install 'sealq[{extra}]'")
+        self.feature = feature
+        self.extra = extra
+        self.missing = missing

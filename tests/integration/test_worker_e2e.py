@@ -24,13 +24,13 @@ from typing import Any
 import pytest
 import sealq.worker.pool as pool_module
 from sealq.aws.clients import client
-from sealq.cli.run import open_clients
 from sealq.demo.standin import HOME_ENV, StandIn
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID
 from sealq.envelope.jwe import seal_at
 from sealq.keys.keyset import KeyRecord, Keyset, KeySpec
 from sealq.keys.kms import create_key
 from sealq.keys.store import KeysetStore
+from sealq.worker.app import open_clients
 from sealq.worker.handler import Message
 from sealq.worker.pool import Worker
 from sealq.worker.settings import WorkerSettings

@@ -1,4 +1,8 @@
-"""The asyncio (aiobotocore) producer; same decisions as `Producer`, non-blocking I/O."""
+"""The asyncio (aiobotocore) producer; same decisions as `Producer`, non-blocking I/O.
+
+aiobotocore is the `sealq[async]` extra: without it, and without an `sqs_client` of your own,
+constructing an `AsyncProducer` raises `MissingExtraError` saying so.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.errors import SendError
+from sealq.extras import require
 from sealq.producer.jwks import JwksInput, PublicKeySet
 from sealq.producer.message import (
     BatchResult,
@@ -39,6 +44,8 @@ class AsyncProducer:
         retries: int = 2,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if sqs_client is None:
+            require("async", "AsyncProducer")
         self.queue_url = queue_url
         self.client_id = client_id
         self._jwks = jwks

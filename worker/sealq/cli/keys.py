@@ -1,4 +1,8 @@
-"""`sealq keys ...`: the operator's key lifecycle commands."""
+"""`sealq keys ...`: the operator's key lifecycle commands.
+
+The keyset is a pydantic model, so these commands need `sealq[worker]`; `sealq.keys` is
+imported when a command runs (or parses a --spec), never while the parser is built.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from sealq.aws import clients as aws
@@ -16,9 +20,11 @@ from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.cli.parser import OneLineArgumentParser
 from sealq.durations import format_duration, parse_duration
 from sealq.errors import SealqError
-from sealq.keys.keyset import KeyRecord, Keyset, KeySpec, iso
-from sealq.keys.kms import create_key
-from sealq.keys.store import KeysetStore
+from sealq.extras import require
+
+if TYPE_CHECKING:
+    from sealq.keys.keyset import KeyRecord, Keyset, KeySpec
+    from sealq.keys.store import KeysetStore
 
 # KMS answers that mean the --cmk value is what needs fixing.
 _CMK_PROBLEMS = frozenset(
@@ -49,7 +55,14 @@ def _duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _need_keys() -> None:
+    require("worker", "sealq keys", "pydantic")
+
+
 def _spec(text: str) -> KeySpec:
+    _need_keys()
+    from sealq.keys.keyset import KeySpec
+
     try:
         return KeySpec(text.upper())
     except ValueError:
@@ -69,16 +82,12 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument(
-            "--keyset",
-            default=os.environ.get("SEALQ_KEYSET"),
-            help="keyset file or s3://bucket/key (default: $SEALQ_KEYSET)",
-        )
+        p.add_argument("--keyset", help="keyset file or s3://bucket/key (default: $SEALQ_KEYSET)")
         return p
 
     p = command("create", "create a key pair through KMS GenerateDataKeyPairWithoutPlaintext")
     p.add_argument("--cmk", required=True, help="KMS key id, ARN or alias/NAME that wraps it")
-    p.add_argument("--spec", type=_spec, default=KeySpec.ECC_NIST_P256, help="default ECC_NIST_P256")
+    p.add_argument("--spec", type=_spec, default="ECC_NIST_P256", help="default ECC_NIST_P256")
     p.add_argument("--expires-in", type=_duration, required=True, help="lifetime, e.g. 30d, 12h")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_create)
@@ -111,7 +120,11 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _store(args: argparse.Namespace) -> KeysetStore:
-    return KeysetStore(args.keyset or "")
+    """The --keyset, else $SEALQ_KEYSET, read now (not when the parser was built)."""
+    _need_keys()
+    from sealq.keys.store import KeysetStore
+
+    return KeysetStore(args.keyset or os.environ.get("SEALQ_KEYSET", ""))
 
 
 def _kms() -> Any:
@@ -119,6 +132,8 @@ def _kms() -> Any:
 
 
 def _record_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
+    from sealq.keys.keyset import iso
+
     return {
         "kid": record.kid,
         "spec": record.key_spec.value,
@@ -150,6 +165,8 @@ def _create(
     spec: KeySpec,
     lifetime: timedelta,
 ) -> int:
+    from sealq.keys.kms import create_key
+
     now = _now()
     try:
         record = create_key(_kms(), cmk=cmk, spec=spec, lifetime=lifetime, now=now)

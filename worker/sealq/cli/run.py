@@ -1,144 +1,91 @@
-"""`sealq run`: the worker process. Flags override SEALQ_* variables; AWS endpoints and
-credentials come only from the standard AWS configuration."""
+"""`sealq run` and `sealq health`: parsing only. Start-up lives in `sealq.worker.app`.
+
+`run`'s flags are generated from `WorkerSettings`, the one source of their names, types,
+defaults and help; that model needs the worker extra, so the flags are added only when the
+command line asks for `run` (see `sealq.cli.main`). Nothing here reads the environment while
+the parser is built: SEALQ_* values are read by the settings model, SEALQ_METRICS_PORT by
+`health`, when the command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
-import signal
 import sys
-from contextlib import AsyncExitStack
-from typing import Any
+import types
+import typing
+from typing import TYPE_CHECKING, Any
 
-from sealq.aws.clients import aio_client_config
-from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.errors import SealqError
-from sealq.keys.store import KeysetStore
-from sealq.worker.handler import Handler, load_handler
-from sealq.worker.http import HealthServer, probe
-from sealq.worker.logs import configure, event
-from sealq.worker.pool import Worker
-from sealq.worker.settings import SettingsError, WorkerSettings, load_settings
+from sealq.extras import require
 
-log = logging.getLogger("sealq.worker")
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from pydantic.fields import FieldInfo
 
-# flag -> help; every one is also SEALQ_<FLAG> (upper case, '-' -> '_').
-_FLAGS: dict[str, tuple[type, str]] = {
-    "queue-url": (str, "SQS queue to consume"),
-    "dlq-url": (str, "dead-letter queue for messages that cannot be handled"),
-    "keyset": (str, "keyset file or s3://bucket/key"),
-    "handler": (str, "module:function, an async def handle(message)"),
-    "concurrency": (int, "handler calls at once, per process (default 16)"),
-    "processes": (int, "worker processes; more than 1 uses more cores for P-256 (default 1)"),
-    "pollers": (int, "concurrent long polls (default 2)"),
-    "max-in-flight": (int, "received but unfinished messages, the memory bound (default 100)"),
-    "wait-time-s": (int, "long-poll wait (default 20)"),
-    "visibility-timeout-s": (int, "visibility timeout set on receive (default 60)"),
-    "heartbeat-s": (float, "extend running handlers this often (default 20)"),
-    "handler-timeout-s": (float, "a handler running longer is a failure (default 300)"),
-    "max-attempts": (int, "handler tries before handler-error (default 5)"),
-    "backoff-base-s": (float, "first retry delay (default 2, doubling)"),
-    "backoff-max-s": (float, "longest retry delay (default 300)"),
-    "shutdown-grace-s": (float, "time running handlers get on SIGTERM (default 25)"),
-    "key-grace-s": (
-        int,
-        "messages sealed before key expiry still open this long after (default 300)",
-    ),
-    "keyset-refresh-s": (float, "re-read the keyset this often (default 60)"),
-    "crypto-threads": (int, "threads for decryption (default: CPU count)"),
-    "metrics-port": (int, "serve /healthz, /readyz and /metrics on this port (default: off)"),
-    "metrics-host": (str, "address for that port (default 127.0.0.1; 0.0.0.0 in a container)"),
-    "log-level": (str, "debug, info, warning or error (default info)"),
-    "log-format": (str, "auto (text on a terminal, else JSON), json or text"),
-}
+DEFAULT_HEALTH_PORT = 9090
 
 
-def add_run_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
+def add_run_parser(subparsers: argparse._SubParsersAction[Any], *, with_flags: bool) -> None:
+    """Register `run`; `with_flags` adds its flags (needs the worker extra)."""
     p = subparsers.add_parser(
         "run",
         help="run the worker pool",
         description="Consume a queue: decrypt each message and hand it to your handler. "
         "Every flag can also be set as SEALQ_<FLAG>, e.g. SEALQ_QUEUE_URL.",
     )
-    for flag, (kind, text) in _FLAGS.items():
-        p.add_argument(f"--{flag}", type=kind, help=text)
+    if with_flags:
+        require("worker", "sealq run")
+        from sealq.worker.settings import WorkerSettings
+
+        add_settings_flags(p, WorkerSettings)
     p.set_defaults(func=cmd_run)
 
 
+def add_settings_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """One `--field-name` per model field, typed, with the field's description and default.
+
+    Flags have no argparse default: an absent flag leaves the value to SEALQ_* or the model.
+    """
+    for name, field in model.model_fields.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=_flag_type(name, field.annotation),
+            help=flag_help(field).replace("%", "%%"),
+        )
+
+
+def _flag_type(name: str, annotation: Any) -> type:
+    kinds = [annotation]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # `int | None`: int
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(kinds) == 1 and kinds[0] in (int, float, str):
+        return typing.cast(type, kinds[0])
+    raise TypeError(f"setting {name!r}: no command-line type for {annotation!r}")
+
+
+def flag_help(field: FieldInfo) -> str:
+    """The field's description with its default, as `--help` shows it."""
+    text = field.description or ""
+    if field.is_required():
+        return text
+    if field.default_factory is not None:
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        shown = extra.get("default_help")
+        return f"{text} (default: {shown})" if shown else text
+    if field.default is None:
+        return f"{text} (default: off)"
+    value = field.default
+    return f"{text} (default {value:g})" if isinstance(value, float) else f"{text} (default {value})"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    values = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in _FLAGS}
-    settings = load_settings(**values)
-    configure(settings.log_level, settings.log_format)
-    handler = load_handler(settings.handler)  # fail here, once, not in every child
-    if settings.processes > 1:
-        from sealq.worker.supervisor import run_processes
+    require("worker", "sealq run")
+    from sealq.worker.app import run
+    from sealq.worker.settings import WorkerSettings, load_settings
 
-        return run_processes(settings)
-    return asyncio.run(serve(settings, handler))
-
-
-async def open_clients(stack: AsyncExitStack) -> tuple[Any, Any]:
-    from aiobotocore.session import get_session
-
-    session = get_session()
-    config = aio_client_config()
-    sqs = await stack.enter_async_context(session.create_client("sqs", config=config))
-    kms = await stack.enter_async_context(session.create_client("kms", config=config))
-    return sqs, kms
-
-
-def install_signal_handlers(worker: Worker) -> None:
-    """First SIGTERM/SIGINT: graceful stop. Second: leave at once (SQS redelivers the rest)."""
-    loop = asyncio.get_running_loop()
-    seen = 0
-
-    def on_signal(signum: int) -> None:
-        nonlocal seen
-        seen += 1
-        name = signal.Signals(signum).name
-        if seen == 1:
-            event(log, logging.INFO, "stopping", signal=name, grace_s=worker.settings.shutdown_grace_s)
-            worker.stop()
-        else:
-            event(log, logging.WARNING, "second signal: exiting now", signal=name)
-            sys.stderr.flush()
-            os._exit(1)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-
-
-async def serve(settings: WorkerSettings, handler: Handler) -> int:
-    async with AsyncExitStack() as stack:
-        sqs, kms = await open_clients(stack)
-        await check_queues(sqs, settings)
-        worker = Worker(settings, handler, sqs=sqs, kms=kms, keystore=KeysetStore(settings.keyset))
-        install_signal_handlers(worker)
-        if settings.metrics_port is not None:
-            server = HealthServer(worker, settings.metrics_host, settings.metrics_port)
-            try:
-                port = await server.start()
-            except OSError as exc:
-                raise SettingsError(
-                    f"--metrics-port {settings.metrics_port}: cannot listen ({exc.strerror}); "
-                    "pick a free port"
-                ) from None
-            stack.push_async_callback(server.stop)
-            event(log, logging.INFO, "http listening", host=settings.metrics_host, port=port)
-        await worker.run()
-    return 0
-
-
-async def check_queues(sqs: Any, settings: WorkerSettings) -> None:
-    """Fail at start, in one line, on a queue URL that is wrong, rather than logging
-    receive failures forever. GetQueueAttributes touches no message."""
-    for flag, url in (("--queue-url", settings.queue_url), ("--dlq-url", settings.dlq_url)):
-        try:
-            await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-        except AwsError as exc:
-            raise SealqError(describe_aws_error(exc, f"{flag} {url}")) from None
+    settings = load_settings(**{name: getattr(args, name, None) for name in WorkerSettings.model_fields})
+    return run(settings)
 
 
 def add_health_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -146,13 +93,35 @@ def add_health_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         "health",
         help="exit 0 when a local worker's /healthz answers OK (for container health checks)",
     )
-    p.add_argument("--port", type=int, default=int(os.environ.get("SEALQ_METRICS_PORT") or 9090))
+    p.add_argument(
+        "--port",
+        type=int,
+        help=f"the worker's --metrics-port (default: $SEALQ_METRICS_PORT, else {DEFAULT_HEALTH_PORT})",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--path", default="/healthz", choices=["/healthz", "/readyz"])
     p.set_defaults(func=cmd_health)
 
 
+def health_port(args: argparse.Namespace) -> int:
+    """--port, else SEALQ_METRICS_PORT (read now, so a bad value fails only `health`)."""
+    if args.port is not None:
+        return int(args.port)
+    text = os.environ.get("SEALQ_METRICS_PORT", "").strip()
+    if not text:
+        return DEFAULT_HEALTH_PORT
+    if not text.isdigit() or not 0 < int(text) <= 65535:
+        raise SealqError(
+            f"SEALQ_METRICS_PORT={text!r} is not a port; set it to a number from 1 to 65535 or pass --port"
+        )
+    return int(text)
+
+
 def cmd_health(args: argparse.Namespace) -> int:
-    ok, detail = probe(f"http://{args.host}:{args.port}{args.path}")
+    port = health_port(args)
+    require("worker", "sealq health")
+    from sealq.worker.http import probe
+
+    ok, detail = probe(f"http://{args.host}:{port}{args.path}")
     print(detail if ok else f"sealq: unhealthy: {detail}", file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1

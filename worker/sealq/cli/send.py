@@ -1,4 +1,7 @@
-"""`sealq send`: seal messages from a file or stdin and send them to SQS."""
+"""`sealq send`: seal messages from a file or stdin and send them to SQS.
+
+Needs only the base install: the producer is all it loads (never the worker side).
+"""
 
 from __future__ import annotations
 

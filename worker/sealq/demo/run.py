@@ -2,18 +2,15 @@
 
 Starts the stand-in, creates a CMK, a queue with its DLQ, a P-256 key, an RSA-4096 key and a
 key that has already expired, sends a mix of good and bad messages, runs the worker pool
-until the queue is empty, and checks every count against what the mix implies.
+until the queue is empty, and checks every count against what the mix implies. The command
+itself (arguments, the stand-in's lifetime, printing) is `sealq.cli.demo`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
-import os
-import sys
-import tempfile
 import time
 import urllib.request
 from contextlib import AsyncExitStack
@@ -25,21 +22,19 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 from sealq.aws.clients import client
-from sealq.cli.run import open_clients
-from sealq.demo.standin import StandIn
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_FORMAT, ATTR_KEY_ID
 from sealq.envelope.jwe import seal_at
 from sealq.envelope.jwk import SealingKey, alg_for_key
 from sealq.envelope.raw import RAW_FORMAT, seal_raw
-from sealq.errors import Reason, SealqError
+from sealq.errors import Reason
 from sealq.keys.keyset import KeyRecord, Keyset, KeySpec
 from sealq.keys.kms import create_key
 from sealq.keys.store import KeysetStore
 from sealq.producer.sync_producer import Producer
 from sealq.progress import Progress
+from sealq.worker.app import open_clients
 from sealq.worker.handler import HandlerRejected, Message
 from sealq.worker.http import HealthServer
-from sealq.worker.logs import JsonFormatter
 from sealq.worker.pool import Worker
 from sealq.worker.settings import WorkerSettings
 
@@ -311,77 +306,3 @@ def check(report: dict[str, Any], mix: Mix) -> list[str]:
             f"DLQ holds {report['dlq_depth']}, expected {sum(expected['dead_lettered'].values())}"
         )
     return problems
-
-
-def render(report: dict[str, Any], mix: Mix, problems: list[str]) -> str:
-    expected = mix.expected()
-    rows = [("handled", report["handled"], expected["handled"])]
-    rows += [
-        (f"dead-lettered: {r}", report["dead_lettered"].get(r, 0), n)
-        for r, n in expected["dead_lettered"].items()
-    ]
-    rows.append(("KMS Decrypt calls", report["kms_decrypt_calls"], expected["kms_decrypt_calls"]))
-    lines = [f"{'':<34}{'got':>8}{'expected':>10}"]
-    lines += [f"{name:<34}{got:>8}{want:>10}{'' if got == want else '  <-'}" for name, got, want in rows]
-    lines.append(f"{'messages/s (whole mix, incl. backoff waits)':<44}{report['messages_per_s']:>8}")
-    lines.append(f"DLQ: {report['dlq_depth']} message(s) at {report['dlq_url']}")
-    lines.append(
-        "OK: every count is what the mix implies" if not problems else "FAILED: " + "; ".join(problems)
-    )
-    return "\n".join(lines)
-
-
-def add_demo_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
-    p = subparsers.add_parser("demo", help="run sealq end to end on the embedded local AWS stand-in")
-    p.add_argument("--report", type=Path, help="also write the summary as JSON to this file")
-    p.add_argument("--timeout-s", type=float, default=120.0, help="give up after this long")
-    p.add_argument(
-        "--keep", action="store_true", help="leave the stand-in running afterwards (Ctrl-C stops it)"
-    )
-    p.set_defaults(func=cmd_demo)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="sealq-demo-"))
-    log_file = workdir / "worker.log"
-    handler = logging.FileHandler(log_file)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("sealq")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
-    mix = Mix()
-    show = sys.stderr.isatty()
-    HANDLED.clear()
-    with StandIn() as standin:
-        os.environ.update(standin.env())
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_S3"):
-            os.environ.pop(name, None)
-        print(f"stand-in at {standin.endpoint_url}; work dir {workdir}", file=sys.stderr)
-        aws = setup_aws(workdir)
-        send_mix(aws["sqs"], aws["queue_url"], mix, aws["p256"], aws["rsa"], aws["stale"])
-        print(f"sent {mix.total} messages; running the worker pool", file=sys.stderr)
-        worker, elapsed, metrics = asyncio.run(run_pool(aws, mix, args.timeout_s, show))
-        report = summarize(worker, elapsed, mix, aws)
-        report["metrics"] = metrics
-        problems = check(report, mix)
-        report["ok"] = not problems
-        report["problems"] = problems
-        report["worker_log"] = str(log_file)
-        print(render(report, mix, problems))
-        if args.report:
-            try:
-                args.report.write_text(json.dumps(report, indent=2) + "\n")
-            except OSError as exc:
-                raise SealqError(f"cannot write --report {args.report}: {exc.strerror}") from None
-        if args.keep:
-            print("\nThe stand-in keeps running; in another shell:", file=sys.stderr)
-            for k, v in standin.env().items():
-                print(f"export {k}={v}", file=sys.stderr)
-            print(f"export SEALQ_KEYSET={aws['store'].location}", file=sys.stderr)
-            try:
-                while standin.is_running():
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                pass
-    return 0 if not problems else 1

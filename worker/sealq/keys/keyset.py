@@ -16,6 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sealq.envelope.jwk import Alg, PublicKeyObject, SealingKey, public_key_to_jwk, validate_kid
+from sealq.errors import SealqError
 
 KEYSET_FORMAT = "sealq-keyset/1"
 
@@ -156,7 +157,9 @@ class KeyRecord(BaseModel):
         )
 
 
-class UnknownKidError(LookupError):
+class UnknownKidError(SealqError, LookupError):
+    """No key with this kid in the keyset (a typo, or a keyset from another environment)."""
+
     def __init__(self, kid: str) -> None:
         super().__init__(f"no key {kid!r} in the keyset; `sealq keys list` shows the kids")
         self.kid = kid

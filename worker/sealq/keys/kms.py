@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sealq.envelope.jwe import OpeningKey
 from sealq.envelope.jwk import alg_for_key
+from sealq.errors import SealqError
 from sealq.keys.keyset import KeyRecord, KeySpec, KeyState, new_kid
 
 
@@ -60,9 +61,14 @@ def create_key(
     )
 
 
-class KeyShreddedError(LookupError):
+class KeyShreddedError(SealqError, LookupError):
+    """The key's wrapped private key was erased (`keys expire`): nothing can open its messages."""
+
     def __init__(self, kid: str) -> None:
-        super().__init__(f"key {kid!r} has expired and its private key was erased")
+        super().__init__(
+            f"key {kid!r} has expired and its private key was erased; messages sealed to it cannot "
+            "be opened, so have clients seal to a current key (`sealq keys publish`)"
+        )
         self.kid = kid
 
 

@@ -25,7 +25,7 @@ class KeysetError(SealqError):
 
 
 class KeysetNotFoundError(KeysetError):
-    pass
+    """Nothing at the keyset location yet; the message says how to create one."""
 
 
 class KeysetStore:

@@ -13,16 +13,17 @@ from typing import Any
 from sealq.errors import SealqError
 
 
-class HandlerRejected(Exception):
+class HandlerRejected(SealqError):
     """Raise from a handler to dead-letter a message for good (reason `handler-rejected`).
 
     Any other exception, or a timeout, is treated as transient and the message is retried.
-    The message text goes into the DLQ's detail attribute, truncated: keep it free of secrets.
+    The message text goes into the DLQ's detail attribute, truncated: keep it free of secrets,
+    and say there what an operator should do with the message.
     """
 
 
 class HandlerLoadError(SealqError):
-    pass
+    """`--handler module:function` cannot be imported or is not callable; the message says which."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,35 +16,58 @@ MAX_VISIBILITY_S = 12 * 3600
 
 
 class SettingsError(SealqError):
-    pass
+    """A worker setting (flag or SEALQ_* variable) is invalid; the message names it and the fix."""
 
 
 class WorkerSettings(BaseSettings):
+    """Every worker setting. `sealq run` makes one flag per field (`--queue-url` for
+    `queue_url`), with the description as its help and the default rendered from here; each
+    is also `SEALQ_<FIELD>` in the environment. A `default_help` extra describes a default
+    computed at start."""
+
     model_config = SettingsConfigDict(env_prefix="SEALQ_", extra="forbid")
 
-    queue_url: str = Field(description="the SQS queue to consume")
-    dlq_url: str = Field(description="where messages that cannot be handled go, with a reason")
+    queue_url: str = Field(description="SQS queue to consume")
+    dlq_url: str = Field(description="dead-letter queue for messages that cannot be handled")
     keyset: str = Field(description="keyset file or s3://bucket/key")
-    handler: str = Field(description="module:function of an async def handle(message)")
-    concurrency: int = Field(16, ge=1, le=1000, description="messages processed at once")
-    processes: int = Field(1, ge=1, le=64, description="worker processes (see worker.supervisor)")
-    pollers: int = Field(2, ge=1, le=50, description="concurrent ReceiveMessage long polls")
-    max_in_flight: int = Field(100, ge=1, le=10000, description="received, not yet finished")
-    wait_time_s: int = Field(20, ge=0, le=20, description="long-poll wait per ReceiveMessage")
-    visibility_timeout_s: int = Field(60, ge=1, le=MAX_VISIBILITY_S)
-    heartbeat_s: float = Field(20.0, gt=0, description="how often running handlers are extended")
-    handler_timeout_s: float = Field(300.0, gt=0)
+    handler: str = Field(description="module:function, an async def handle(message)")
+    concurrency: int = Field(16, ge=1, le=1000, description="handler calls at once, per process")
+    processes: int = Field(
+        1, ge=1, le=64, description="worker processes; more than 1 uses more cores for P-256"
+    )
+    pollers: int = Field(2, ge=1, le=50, description="concurrent long polls")
+    max_in_flight: int = Field(
+        100, ge=1, le=10000, description="received but unfinished messages, the memory bound"
+    )
+    wait_time_s: int = Field(20, ge=0, le=20, description="long-poll wait")
+    visibility_timeout_s: int = Field(
+        60, ge=1, le=MAX_VISIBILITY_S, description="visibility timeout set on receive"
+    )
+    heartbeat_s: float = Field(20.0, gt=0, description="extend running handlers this often")
+    handler_timeout_s: float = Field(300.0, gt=0, description="a handler running longer is a failure")
     max_attempts: int = Field(5, ge=1, le=1000, description="handler tries before handler-error")
-    backoff_base_s: float = Field(2.0, ge=0)
-    backoff_max_s: float = Field(300.0, ge=0, le=MAX_VISIBILITY_S)
-    shutdown_grace_s: float = Field(25.0, ge=0)
-    key_grace_s: int = Field(300, ge=0, description="accept messages sealed before expiry this long after it")
-    keyset_refresh_s: float = Field(60.0, gt=0)
-    crypto_threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1, le=64)
-    metrics_port: int | None = Field(None, ge=0, le=65535)
-    metrics_host: str = "127.0.0.1"
-    log_level: str = "info"
-    log_format: str = Field("auto", pattern="^(auto|json|text)$")
+    backoff_base_s: float = Field(2.0, ge=0, description="first retry delay, doubling each time")
+    backoff_max_s: float = Field(300.0, ge=0, le=MAX_VISIBILITY_S, description="longest retry delay")
+    shutdown_grace_s: float = Field(25.0, ge=0, description="time running handlers get on SIGTERM")
+    key_grace_s: int = Field(
+        300, ge=0, description="messages sealed before key expiry still open this long after"
+    )
+    keyset_refresh_s: float = Field(60.0, gt=0, description="re-read the keyset this often")
+    crypto_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 2,
+        ge=1,
+        le=64,
+        description="threads for decryption",
+        json_schema_extra={"default_help": "CPU count"},
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="serve /healthz, /readyz and /metrics on this port"
+    )
+    metrics_host: str = Field("127.0.0.1", description="address for that port; 0.0.0.0 in a container")
+    log_level: str = Field("info", description="debug, info, warning or error")
+    log_format: str = Field(
+        "auto", pattern="^(auto|json|text)$", description="auto (text on a terminal, else JSON), json or text"
+    )
 
     @field_validator("handler")
     @classmethod

@@ -4,42 +4,29 @@ One asyncio process cannot use a second core for P-256: an ECDH open is ~50 us o
 work wrapped in ~60 us of Python that holds the GIL (parsing, the loop, the handler), so
 threads top out near one core. Processes share nothing: each polls, keeps its own key cache
 (one KMS Decrypt per kid per process, as with more containers) and shuts down on its own.
-The supervisor only forwards signals and reports the worst exit code.
+The supervisor only starts the children, forwards signals and reports the worst exit code;
+what a child runs is passed in (`sealq.worker.app.serve_child`), so this module imports
+neither the app nor the CLI.
 """
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import os
 import signal
-import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from sealq.errors import SealqError
-from sealq.worker.handler import load_handler
-from sealq.worker.logs import configure
 from sealq.worker.settings import WorkerSettings
 
-
-def _child(values: dict[str, Any]) -> None:
-    # Own process group: a terminal's Ctrl-C reaches only the supervisor, which forwards it
-    # exactly once, so a single Ctrl-C is never mistaken for the "exit at once" second signal.
-    os.setpgrp()
-    from sealq.cli.run import serve
-
-    settings = WorkerSettings(**values)
-    configure(settings.log_level, settings.log_format)
-    try:
-        code = asyncio.run(serve(settings, load_handler(settings.handler)))
-    except SealqError as exc:
-        print(f"sealq: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        code = 1
-    sys.exit(code)
+Child = Callable[[dict[str, Any]], None]
+"""A child's entry point: takes `WorkerSettings.model_dump()` values; must be importable by
+name (children are spawned), and should put itself in its own process group."""
 
 
-def run_processes(settings: WorkerSettings) -> int:
+def run_processes(settings: WorkerSettings, entry: Child) -> int:
+    """Run `settings.processes` children of `entry` until all exit; the worst exit code."""
     context = multiprocessing.get_context("spawn")
     children = []
     for i in range(settings.processes):
@@ -47,7 +34,7 @@ def run_processes(settings: WorkerSettings) -> int:
         values["processes"] = 1
         if settings.metrics_port:  # one port per process: process i serves port + i
             values["metrics_port"] = settings.metrics_port + i
-        children.append(context.Process(target=_child, args=(values,), name=f"sealq-worker-{i}"))
+        children.append(context.Process(target=entry, args=(values,), name=f"sealq-worker-{i}"))
     stopping = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
