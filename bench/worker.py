@@ -2,6 +2,10 @@
 
     python bench/worker.py            # everything, ~2-4 minutes on 2 cores
     python bench/worker.py --quick    # smaller counts, for a smoke run
+    python bench/worker.py --quick --only kms_single_flight   # one part (repeatable)
+
+Needs only an installed sealq[worker] (its test kit, sealq.testing, provides the in-memory
+SQS and fake KMS), never the repository's tests/.
 
 Prints one JSON document:
 - pool_vs_limit: decrypt-and-dispatch through the real Worker (in-memory SQS, no network)
@@ -41,20 +45,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
-from sealq.envelope.jwe import OAEP_SHA256, parse  # noqa: E402
-from sealq.keys.keyset import KeyRecord  # noqa: E402
-from sealq.producer.message import OutgoingMessage, build_entry  # noqa: E402
-from sealq.testing.kms import FakeKMS, record_for, write_keyset  # noqa: E402
-from sealq.testing.sqs import MemoryQueue, MemorySQS  # noqa: E402
-from sealq.worker.handler import Message  # noqa: E402
-from sealq.worker.pool import Worker  # noqa: E402
-from sealq.worker.settings import WorkerSettings  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sealq.envelope.jwe import OAEP_SHA256, parse
+from sealq.keys.keyset import KeyRecord
+from sealq.producer.message import OutgoingMessage, build_entry
+from sealq.testing import FakeKMS, MemoryQueue, MemorySQS, record_for, write_keyset
+from sealq.worker import Message, Worker, WorkerSettings
 
 PAYLOAD = os.urandom(512)
 CORES = os.cpu_count() or 1
@@ -64,6 +62,17 @@ def _key(kind: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
     return (
         ec.generate_private_key(ec.SECP256R1()) if kind == "P-256" else rsa.generate_private_key(65537, 4096)
     )
+
+
+async def _open_clients(stack: AsyncExitStack) -> tuple[Any, Any]:
+    """aiobotocore SQS and KMS clients configured as `sealq run` configures them."""
+    from aiobotocore.session import get_session
+    from sealq.aws.clients import aio_client_config
+
+    session, config = get_session(), aio_client_config()
+    sqs = await stack.enter_async_context(session.create_client("sqs", config=config))
+    kms = await stack.enter_async_context(session.create_client("kms", config=config))
+    return sqs, kms
 
 
 # ----- crypto limit: the primitives in a tight loop, one process per core ----------------
@@ -183,7 +192,7 @@ def pool_rate(kind: str, count: int, workdir: Path, processes: int) -> float:
     ]
     for child in children:
         child.start()
-    seconds = [results.get(timeout=600) for _ in children]
+    seconds: list[float] = [results.get(timeout=600) for _ in children]
     for child in children:
         child.join()
     return share * processes / max(seconds)
@@ -372,10 +381,9 @@ def _send(setup: dict[str, Any], count: int) -> None:
 
 
 async def _bare_loop(queue: str, count: int, concurrency: int) -> float:
-    from sealq.cli.run import open_clients
 
     async with AsyncExitStack() as stack:
-        sqs, _ = await open_clients(stack)
+        sqs, _ = await _open_clients(stack)
         got = 0
         start = time.perf_counter()
         finished = 0.0
@@ -410,10 +418,9 @@ async def _sealq_loop(
 ) -> float:
     """One worker process on the stand-in queue until `count` are handled in total (across
     processes when `handled` is a shared counter)."""
-    from sealq.cli.run import open_clients
 
     async with AsyncExitStack() as stack:
-        sqs, kms = await open_clients(stack)
+        sqs, kms = await _open_clients(stack)
         settings = _settings(queue_url=setup["queue"], dlq_url=setup["dlq"], pollers=pollers, wait_time_s=0)
 
         async def count_it(message: Message) -> None:
@@ -454,19 +461,18 @@ def sealq_rate(setup: dict[str, Any], count: int, pollers: int, processes: int) 
     ]
     for child in children:
         child.start()
-    rates = [out.get(timeout=600) for _ in children]
+    rates: list[float] = [out.get(timeout=600) for _ in children]
     for child in children:
         child.join()
     return min(rates)  # the slowest view of the shared drain
 
 
 async def _naive_loop(setup: dict[str, Any], queue: MemoryQueue, count: int, concurrency: int) -> float:
-    from sealq.cli.run import open_clients
     from sealq.envelope.jwe import decrypt
     from sealq.keys.kms import decrypt_request, load_private_key
 
     async with AsyncExitStack() as stack:
-        _, kms = await open_clients(stack)
+        _, kms = await _open_clients(stack)
         record = setup["record"]
         done = 0
         start = time.perf_counter()
@@ -527,10 +533,9 @@ def against_standin(quick: bool, workdir: Path) -> dict[str, Any]:
         _fill(pool_queue, setup["record"], naive_count * 10)
 
         async def pooled() -> float:
-            from sealq.cli.run import open_clients
 
             async with AsyncExitStack() as stack:
-                _, kms = await open_clients(stack)
+                _, kms = await _open_clients(stack)
                 worker = Worker(
                     _settings(),
                     _noop,
@@ -558,11 +563,18 @@ def against_standin(quick: bool, workdir: Path) -> dict[str, Any]:
     return {"end_to_end": e2e, "naive": naive}
 
 
+PARTS = ("pool_vs_limit", "kms_single_flight", "loop_lag", "rss", "standin")
+"""`standin` gives the end_to_end and naive figures."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="sealq worker benchmarks (JSON on stdout)")
     parser.add_argument("--quick", action="store_true", help="smaller counts for a smoke run")
     parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--skip-standin", action="store_true", help="skip the stand-in figures")
+    parser.add_argument(
+        "--only", action="append", choices=PARTS, help="run only this part (repeatable; default: all)"
+    )
     args = parser.parse_args()
     if args.rss_child:
         _rss_child(int(args.rss_child[0]), args.rss_child[1])
@@ -575,11 +587,16 @@ def main() -> None:
         "cores": CORES,
         "quick": args.quick,
     }
-    result["pool_vs_limit"] = pool_vs_limit(args.quick, workdir)
-    result["kms_single_flight"] = kms_single_flight(workdir)
-    result["loop_lag"] = loop_lag(args.quick, workdir)
-    result["rss"] = rss(args.quick, workdir)
-    if not args.skip_standin:
+    parts = set(args.only or PARTS) - ({"standin"} if args.skip_standin else set())
+    if "pool_vs_limit" in parts:
+        result["pool_vs_limit"] = pool_vs_limit(args.quick, workdir)
+    if "kms_single_flight" in parts:
+        result["kms_single_flight"] = kms_single_flight(workdir)
+    if "loop_lag" in parts:
+        result["loop_lag"] = loop_lag(args.quick, workdir)
+    if "rss" in parts:
+        result["rss"] = rss(args.quick, workdir)
+    if "standin" in parts:
         result.update(against_standin(args.quick, workdir))
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, indent=2))
