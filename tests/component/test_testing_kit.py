@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,19 @@ def test_the_sync_wrapper_runs_an_rsa_key() -> None:
     handler = Recorder()
     outcome = run_handler_sync(handler, b"plain", key=TestKey("RSA-2048", kid="kit-rsa"))
     assert outcome.handled and handler.seen[0].plaintext == b"plain"
+
+
+async def test_a_plain_function_runs_in_a_thread_as_under_sealq_run(key: TestKey) -> None:
+    threads: list[threading.Thread] = []
+
+    def blocking(message: Message) -> None:
+        threads.append(threading.current_thread())
+        if message.plaintext == b"bad":
+            raise HandlerRejected("bad")
+
+    assert (await run_handler(blocking, b"ok", key=key)).handled
+    assert threads and threads[0] is not threading.main_thread()
+    assert (await run_handler(blocking, b"bad", key=key)).reason is Reason.HANDLER_REJECTED
 
 
 async def test_sealq_environment_variables_do_not_change_the_run(

@@ -16,9 +16,10 @@ as SQS would deliver the message again.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -31,7 +32,6 @@ from sealq.testing.keys import TestKey
 from sealq.testing.kms import FakeKMS, write_keyset
 from sealq.testing.sqs import MemoryQueue, MemorySQS, QueuedMessage
 from sealq.worker import Message, Worker, WorkerSettings
-from sealq.worker.handler import Handler
 
 QUEUE, DLQ = "sealq-testing-queue", "sealq-testing-dlq"
 _POLL_S = 0.005
@@ -85,7 +85,7 @@ class HandlerOutcome:
 class _Watched:
     """The user's handler, recording its calls; the worker sees no difference."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Callable[[Message], object]) -> None:
         self._handler = handler
         self.worker: Worker | None = None
         self.messages: list[Message] = []
@@ -99,7 +99,7 @@ class _Watched:
         self.retried_before_last_call = self.worker.stats.retried
         self.running += 1
         try:
-            result = await self._handler(message)
+            result = await _invoke(self._handler, message)
         except BaseException as exc:
             self.error = exc
             raise
@@ -108,6 +108,14 @@ class _Watched:
             return result
         finally:
             self.running -= 1
+
+
+async def _invoke(handler: Callable[[Message], object], message: Message) -> object:
+    """Call an async handler on the loop, a plain function in a thread (as `sealq run` does)."""
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__):
+        return await handler(message)  # type: ignore[misc]
+    result = await asyncio.to_thread(handler, message)
+    return await result if inspect.isawaitable(result) else result
 
 
 class _QuickPollSQS(MemorySQS):
@@ -155,7 +163,7 @@ def _attributes(base: Mapping[str, Any], overrides: Mapping[str, str | None] | N
 
 
 async def run_handler(
-    handler: Handler,
+    handler: Callable[[Message], object],
     payload: bytes | str = b"",
     *,
     key: TestKey | None = None,
@@ -169,7 +177,8 @@ async def run_handler(
     timeout_s: float = 30.0,
 ) -> HandlerOutcome:
     """Seal `payload` to `key` (a fresh P-256 TestKey if None), deliver it once to `handler`
-    through a real Worker, and return the outcome.
+    (an `async def handle(message)`, or a plain function, run in a thread) through a real
+    Worker, and return the outcome.
 
     - `client_id`, `content_type`: the attributes a Producer sets from them.
     - `attributes`: String attributes set after sealing; they may replace sealq's own (a
@@ -178,7 +187,8 @@ async def run_handler(
       the attributes stay those of the sealed message.
     - `receive_count`: the delivery this is (SQS's ApproximateReceiveCount); with
       `max_attempts` it decides whether a failing handler is retried or dead-lettered.
-    - `handler_timeout_s`: a handler running longer fails (and is retried), as in production.
+    - `handler_timeout_s`: a handler running longer fails (and is retried), as in production;
+      the error it shows is the CancelledError that cut it off.
 
     Raises TimeoutError if nothing is settled within `timeout_s`. Never writes a private key to
     disk: the temporary keyset holds only the fake KMS's opaque blob.
@@ -252,6 +262,8 @@ def _outcome(source: MemoryQueue, dlq: MemoryQueue, watched: _Watched) -> Handle
     return HandlerOutcome(Settled.RETRIED, retry_in_s=delay, messages=messages, error=error)
 
 
-def run_handler_sync(handler: Handler, payload: bytes | str = b"", **options: Any) -> HandlerOutcome:
+def run_handler_sync(
+    handler: Callable[[Message], object], payload: bytes | str = b"", **options: Any
+) -> HandlerOutcome:
     """`run_handler` for synchronous tests (not from inside a running event loop)."""
     return asyncio.run(run_handler(handler, payload, **options))
