@@ -7,8 +7,10 @@ import asyncio
 import base64
 import json
 import tempfile
+import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sealq.testing
@@ -217,6 +219,17 @@ async def test_memory_queue_shows_visibility_set_by_the_consumer() -> None:
     await queue.change_message_visibility_batch(Entries=entries)
     (after,) = queue.messages()
     assert after.visibility_s == 7 and after.attribute(ATTR_REASON) == "malformed"
+
+
+async def test_the_usage_example_in_the_docstring_passes() -> None:
+    doc = sealq.testing.__doc__ or ""
+    example = textwrap.dedent(doc[doc.index("    from sealq") : doc.index("`run_handler` seals")])
+    namespace: dict[str, Any] = {}
+    exec(compile(example, "sealq.testing example", "exec"), namespace)
+    tests = [f for name, f in namespace.items() if name.startswith("test_")]
+    assert len(tests) == 2
+    for test in tests:
+        await test()
 
 
 def test_the_kit_exports_what_its_docstring_promises() -> None:

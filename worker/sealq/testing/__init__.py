@@ -1,6 +1,5 @@
 """sealq's test kit: test your handler through the real worker, with no AWS and no network.
 
-    import pytest
     from sealq.errors import Reason
     from sealq.testing import run_handler
     from sealq.worker import HandlerRejected, Message
