@@ -132,6 +132,13 @@ async def test_a_token_for_a_key_the_worker_lacks_is_unknown_key(key: TestKey) -
     assert handler.seen == []
 
 
+async def test_a_message_for_a_key_past_its_expiry_is_key_expired() -> None:
+    handler = Recorder()
+    outcome = await run_handler(handler, b"late", key=TestKey("P-521", kid="kit-old", expires_in_s=-1))
+    assert outcome.dead_lettered and outcome.reason is Reason.KEY_EXPIRED
+    assert handler.seen == []
+
+
 async def test_a_token_tampered_with_fails_to_decrypt(key: TestKey) -> None:
     token = key.seal(b"secret").body
     head, wrapped, iv, ciphertext, tag = token.split(".")
