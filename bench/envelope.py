@@ -17,12 +17,8 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cryptography
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -108,7 +104,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.5, help="per measurement")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; median kept")
     args = parser.parse_args()
-    cases = [
+    cases: list[tuple[str, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey]] = [
         ("ECDH-ES+A256KW P-256", ec.generate_private_key(ec.SECP256R1())),
         ("ECDH-ES+A256KW P-384", ec.generate_private_key(ec.SECP384R1())),
         ("RSA-OAEP-256 RSA-2048", rsa.generate_private_key(65537, 2048)),

@@ -1,37 +1,47 @@
 """A local AWS stand-in (ministack) for the integration tests and the demo.
 
-ministack serves SQS, KMS and S3 on one HTTP port. It pins an older botocore than
-aiobotocore accepts, so it cannot share the project's environment: it gets a
-virtual environment of its own, built on first use, and always runs as a
-subprocess bound to 127.0.0.1 only.
+ministack serves SQS, KMS and S3 on one HTTP port. It runs in a virtual environment of its
+own (sealq.demo.standin_install builds it on first use), always as a subprocess bound to
+127.0.0.1 only.
 
     with StandIn() as aws:
         boto3.client("sqs", endpoint_url=aws.endpoint_url, ...)
 
-`python -m worker.standin` runs one in the foreground for manual use.
+`python -m sealq.demo.standin` runs one in the foreground for manual use.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
-import ctypes
-import fcntl
-import http.client
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import IO
+
+from sealq.demo.standin_install import (
+    HOME_ENV,
+    MINISTACK_VERSION,
+    StandInError,
+    child_env,
+    default_home,
+    ensure_installed,
+    log_tail,
+)
+from sealq.demo.standin_process import (
+    HOST,
+    die_with_parent_hook,
+    free_port,
+    prune_logs,
+    request,
+    signal_group,
+)
 
 __all__ = [
     "HOME_ENV",
@@ -42,220 +52,11 @@ __all__ = [
     "ensure_installed",
 ]
 
-from sealq.errors import SealqError
-
-MINISTACK_VERSION = "1.5.33"
-"""Bumping this builds a fresh venv beside the old one: the venv dir is keyed by it."""
-
-HOME_ENV = "SEALQ_STANDIN_HOME"
-"""Where the stand-in keeps its venv, logs and run dirs; default ~/.cache/sealq/standin."""
-
-HOST = "127.0.0.1"
 REGION = "us-east-1"
 HEALTH_PATH = "/_ministack/health"
 RESET_PATH = "/_ministack/reset"
-
-# cryptography is ministack's optional dependency, but KMS key pairs need it.
-_PACKAGES = (f"ministack=={MINISTACK_VERSION}", "cryptography")
-_MARKER_NAME = ".sealq-installed"
-_INSTALL_TIMEOUT_S = 900.0
-_LOG_TAIL_BYTES = 4000
 _STALE_LOG_S = 24 * 3600.0
 _PORT_ATTEMPTS = 3
-
-# Variables that would make the stand-in's own Python import the caller's packages
-# or make pip install somewhere other than the venv.
-_UNSAFE_CHILD_ENV = (
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "PYTHONSTARTUP",
-    "VIRTUAL_ENV",
-    "__PYVENV_LAUNCHER__",
-    "PIP_USER",
-    "PIP_TARGET",
-    "PIP_PREFIX",
-    "LOCALSTACK_PERSISTENCE",
-)
-
-
-class StandInError(SealqError, RuntimeError):
-    """The stand-in could not be installed, started, reset or reached."""
-
-
-def default_home() -> Path:
-    """The home dir when none is given: $SEALQ_STANDIN_HOME, else the user cache."""
-    configured = os.environ.get(HOME_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "sealq" / "standin"
-
-
-def _venv_dir(home: Path) -> Path:
-    return home / f"ministack-{MINISTACK_VERSION}"
-
-
-def _marker_text() -> str:
-    return "\n".join(_PACKAGES) + "\n"
-
-
-def _is_complete(venv: Path, exe: Path) -> bool:
-    """True only for a venv whose install ran to the end (the marker is written last)."""
-    marker = venv / _MARKER_NAME
-    try:
-        recorded = marker.read_text(encoding="utf-8")
-    except OSError:
-        return False
-    # The venv's python is a symlink to the interpreter that built it; if that
-    # interpreter went away the venv is dead even though the marker is there.
-    return recorded == _marker_text() and exe.is_file() and (venv / "bin" / "python").exists()
-
-
-def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _UNSAFE_CHILD_ENV}
-    env["PYTHONNOUSERSITE"] = "1"
-    if extra:
-        env.update(extra)
-    return env
-
-
-@contextlib.contextmanager
-def _install_lock(home: Path) -> Iterator[None]:
-    """Serialise installers (pytest-xdist workers, a demo and a test run at once)."""
-    with (home / ".install.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _tail(path: Path, limit: int = _LOG_TAIL_BYTES) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            return fh.read().decode("utf-8", errors="replace")
-    except OSError as exc:
-        return f"<log unreadable: {exc}>"
-
-
-def _run_logged(cmd: list[str], log: IO[bytes]) -> None:
-    log.write(("\n$ " + " ".join(cmd) + "\n").encode())
-    log.flush()
-    subprocess.run(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=_child_env(),
-        check=True,
-        timeout=_INSTALL_TIMEOUT_S,
-    )
-
-
-def ensure_installed(home: Path | None = None) -> Path:
-    """Return the ministack executable, building its private venv on first use.
-
-    The venv lives in ``<home>/ministack-<version>``. A marker written after a
-    successful install makes this idempotent and cheap; an interrupted install
-    leaves no marker, so the next call wipes the half-built venv and starts over.
-    """
-    root = (home if home is not None else default_home()).expanduser().resolve()
-    venv = _venv_dir(root)
-    exe = venv / "bin" / "ministack"
-    if _is_complete(venv, exe):
-        return exe
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StandInError(
-            f"cannot create the stand-in home {root}: {exc}. Point {HOME_ENV} at a writable directory."
-        ) from exc
-    log_path = root / "install.log"
-    with _install_lock(root):
-        if _is_complete(venv, exe):  # another process finished while we waited
-            return exe
-        if venv.exists():
-            shutil.rmtree(venv)
-        python = str(venv / "bin" / "python")
-        try:
-            with log_path.open("wb") as log:
-                _run_logged([sys.executable, "-m", "venv", str(venv)], log)
-                _run_logged(
-                    [
-                        python,
-                        "-m",
-                        "pip",
-                        "install",
-                        "--disable-pip-version-check",
-                        "--no-input",
-                        *_PACKAGES,
-                    ],
-                    log,
-                )
-                # Fail here, not at first start, if a dependency is unusable.
-                _run_logged(
-                    [python, "-c", "import ministack.app, cryptography.hazmat.primitives"],
-                    log,
-                )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise StandInError(
-                f"installing {' '.join(_PACKAGES)} into {venv} failed ({exc}). "
-                f"Check that PyPI is reachable with pip (proxy / PIP_INDEX_URL) and that "
-                f"'{sys.executable} -m venv' works (Debian: apt-get install python3-venv); "
-                f"the next call retries from scratch. Full log: {log_path}\n"
-                f"--- log tail ---\n{_tail(log_path)}"
-            ) from exc
-        if not exe.is_file():
-            raise StandInError(f"pip finished but {exe} is missing; delete {venv} and retry. Log: {log_path}")
-        tmp = venv / (_MARKER_NAME + ".tmp")
-        tmp.write_text(_marker_text(), encoding="utf-8")
-        tmp.replace(venv / _MARKER_NAME)
-    return exe
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _request(port: int, method: str, path: str, timeout: float) -> tuple[int, bytes]:
-    """One HTTP call to the stand-in; http.client so proxy env vars never apply."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request(method, path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """A preexec hook so the kernel SIGTERMs the stand-in if we die without atexit.
-
-    Linux only, and only from the main thread: PR_SET_PDEATHSIG fires when the
-    *thread* that forked exits, which for a worker thread would be far too soon.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
-        if os.getppid() != parent:  # parent died before the hook ran
-            os._exit(1)
-
-    return hook
 
 
 class StandIn:
@@ -358,10 +159,10 @@ class StandIn:
         exe = ensure_installed(self._home)
         logs = self._home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        self._prune_logs(logs)
+        prune_logs(logs, _STALE_LOG_S)
         attempts = 1 if self._fixed_port else _PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
-            port = self._fixed_port or _free_port()
+            port = self._fixed_port or free_port()
             proc = self._launch(exe, port, logs / f"ministack-{port}.log")
             # Registered before the wait so even a failed start cannot leak.
             atexit.register(self.stop)
@@ -369,7 +170,7 @@ class StandIn:
                 self._wait_healthy(proc, port)
                 return self
             except StandInError:
-                log_text = _tail(logs / f"ministack-{port}.log")
+                log_text = log_tail(logs / f"ministack-{port}.log")
                 self.stop()
                 # The free-port probe races other processes; ministack refuses a
                 # taken port up front, so just try another one.
@@ -382,7 +183,7 @@ class StandIn:
         run_dir = self._home / "run" / str(port)
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
-        env = _child_env(
+        env = child_env(
             {
                 "GATEWAY_PORT": str(port),
                 "BIND_HOST": HOST,
@@ -409,7 +210,7 @@ class StandIn:
                 env=env,
                 cwd=run_dir,
                 start_new_session=True,
-                preexec_fn=_die_with_parent_hook(),
+                preexec_fn=die_with_parent_hook(),
             )
         self._proc, self._port = proc, port
         self._log_path, self._run_dir = log_path, run_dir
@@ -423,7 +224,7 @@ class StandIn:
             if code is not None:
                 raise StandInError(self._failure(f"ministack exited with code {code}"))
             try:
-                status, _body = _request(port, "GET", HEALTH_PATH, timeout=2.0)
+                status, _body = request(port, "GET", HEALTH_PATH, timeout=2.0)
                 if status == 200:
                     return
                 last_error = f"HTTP {status}"
@@ -439,7 +240,7 @@ class StandIn:
 
     def _failure(self, what: str) -> str:
         log = self._log_path
-        tail = _tail(log) if log is not None else ""
+        tail = log_tail(log) if log is not None else ""
         return f"{what}; log {log}:\n--- log tail ---\n{tail}"
 
     def stop(self) -> None:
@@ -452,11 +253,11 @@ class StandIn:
             if proc.poll() is None:
                 # Until we reap the leader its PID (= the group id) cannot be
                 # reused, so signalling the group here only reaches our processes.
-                self._signal_group(proc, signal.SIGTERM)
+                signal_group(proc, signal.SIGTERM)
                 try:
                     proc.wait(timeout=self._stop_timeout)
                 except subprocess.TimeoutExpired:
-                    self._signal_group(proc, signal.SIGKILL)
+                    signal_group(proc, signal.SIGKILL)
                     proc.wait(timeout=self._stop_timeout)
         finally:
             self._proc = None
@@ -464,21 +265,11 @@ class StandIn:
                 shutil.rmtree(self._run_dir, ignore_errors=True)
                 self._run_dir = None
 
-    @staticmethod
-    def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
-
     def reset(self) -> None:
         """Drop every queue, key and bucket, so a test can start from empty."""
         self._require_started()
         try:
-            status, body = _request(self.port, "POST", RESET_PATH, timeout=30.0)
+            status, body = request(self.port, "POST", RESET_PATH, timeout=30.0)
         except OSError as exc:
             raise StandInError(self._failure(f"reset failed: {exc}")) from exc
         if status != 200:
@@ -487,7 +278,7 @@ class StandIn:
     def health(self) -> dict[str, object]:
         """The parsed health document (services and their state)."""
         self._require_started()
-        status, body = _request(self.port, "GET", HEALTH_PATH, timeout=5.0)
+        status, body = request(self.port, "GET", HEALTH_PATH, timeout=5.0)
         if status != 200:
             raise StandInError(self._failure(f"health answered HTTP {status}"))
         doc = json.loads(body)
@@ -501,14 +292,6 @@ class StandIn:
     def _require_started(self) -> None:
         if self._proc is None:
             raise StandInError("stand-in is not started; call start() or use it as a context")
-
-    @staticmethod
-    def _prune_logs(logs: Path) -> None:
-        cutoff = time.time() - _STALE_LOG_S
-        for old in logs.glob("ministack-*.log"):
-            with contextlib.suppress(OSError):
-                if old.stat().st_mtime < cutoff:
-                    old.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             if not standin.is_running():
                 print(
                     f"error: ministack exited; log {standin.log_path}:\n"
-                    f"{_tail(standin.log_path) if standin.log_path else ''}",
+                    f"{log_tail(standin.log_path) if standin.log_path else ''}",
                     file=sys.stderr,
                 )
                 return 1

@@ -1,1 +1,50 @@
-"""Test kit: an in-memory SQS that keeps AWS's rules, a fake KMS, and helpers."""
+"""sealq's test kit: test your handler through the real worker, with no AWS and no network.
+
+    from sealq.errors import Reason
+    from sealq.testing import run_handler
+    from sealq.worker import HandlerRejected, Message
+
+    async def handle(message: Message) -> None:
+        order = message.json()
+        if "sku" not in order:
+            raise HandlerRejected("order without sku")
+
+    async def test_orders_without_sku_are_dead_lettered() -> None:
+        outcome = await run_handler(handle, b'{"qty": 1}', client_id="shop-eu")
+        assert outcome.dead_lettered and outcome.reason is Reason.HANDLER_REJECTED
+        assert outcome.detail == "order without sku"
+
+    async def test_good_orders_are_handled() -> None:
+        assert (await run_handler(handle, b'{"sku": "A1", "qty": 1}')).handled
+
+`run_handler` seals the payload to a throwaway key, runs sealq's `Worker` over it (the same
+classification, key unwrap, opening and outcome rules as in production) and returns a
+`HandlerOutcome`: handled, dead-lettered (`reason`, `detail`) or retried (`retry_in_s`), with
+the messages the handler saw and what it raised. `run_handler_sync` is the same for plain
+test functions. `TestKey` gives producer tests a key to seal to (`sealing_key`, `jwks()`).
+
+The parts, for tests of your own that need more: `MemorySQS`/`MemoryQueue` (an in-memory
+SQS that keeps the rules the worker depends on), `FakeKMS` (KMS Decrypt of fake-wrapped keys),
+`record_for` and `write_keyset` (a keyset file holding only fake-wrapped keys).
+Needs `sealq[worker]`.
+"""
+
+from sealq.testing.harness import HandlerOutcome, Settled, run_handler, run_handler_sync
+from sealq.testing.keys import KeyKind, TestKey
+from sealq.testing.kms import FakeKMS, record_for, write_keyset
+from sealq.testing.sqs import MemoryQueue, MemorySQS, QueuedMessage
+
+__all__ = [
+    "FakeKMS",
+    "HandlerOutcome",
+    "KeyKind",
+    "MemoryQueue",
+    "MemorySQS",
+    "QueuedMessage",
+    "Settled",
+    "TestKey",
+    "record_for",
+    "run_handler",
+    "run_handler_sync",
+    "write_keyset",
+]

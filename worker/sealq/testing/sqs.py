@@ -1,7 +1,12 @@
-"""An in-memory stand-in for the SQS calls the worker makes, with SQS's visibility semantics.
+"""An in-memory SQS for the calls the worker makes, keeping the SQS rules it depends on.
 
-For the benchmark (decrypt-and-dispatch throughput without network noise) and for fast
-tests of the pool's outcomes. Async methods take and return what aiobotocore does.
+For fast tests of outcomes and for the benchmark (decrypt-and-dispatch throughput without
+network noise). Async methods take and return what aiobotocore does. Rules kept: long polls
+wait for a message or the deadline; a received message is invisible for its visibility
+timeout and comes back (receive count + 1) unless deleted; a receipt handle works only
+while its message is still invisible under that receive; SendMessage refuses what SQS refuses (more
+than ten attributes, empty string values, body plus attributes over 1 MiB).
+Not kept: FIFO, message retention, redrive policies, a network.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+from sealq.aws.limits import SQS_MAX_ATTRIBUTES, SQS_MAX_MESSAGE_BYTES, message_size
+
 
 @dataclass(slots=True)
 class _Stored:
@@ -22,6 +30,26 @@ class _Stored:
     receive_count: int = 0
     visible_at: float = 0.0
     receipt: str = ""
+    visibility_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A snapshot of one message in a MemoryQueue, for tests to assert on."""
+
+    message_id: str
+    body: str
+    attributes: dict[str, Any]
+    receive_count: int
+    visible: bool
+    visibility_s: float | None
+    """The timeout ChangeMessageVisibility last set since it was received (None: not set),
+    e.g. a worker's retry delay, or 0 for a message handed back at shutdown."""
+
+    def attribute(self, name: str) -> str | None:
+        """A String attribute's value, e.g. `attribute("sealq-reason")` on a DLQ copy."""
+        value = self.attributes.get(name)
+        return None if value is None else value.get("StringValue")
 
 
 class MemoryQueue:
@@ -40,11 +68,29 @@ class MemoryQueue:
     def __len__(self) -> int:
         return len(self._ready) + len(self._invisible)
 
-    def put(self, body: str, attributes: dict[str, Any] | None = None) -> str:
+    def put(self, body: str, attributes: dict[str, Any] | None = None, *, receive_count: int = 0) -> str:
+        """Enqueue as is (no SendMessage checks); `receive_count` = deliveries so far."""
         message_id = f"m-{next(self._ids)}"
-        self._ready.append(_Stored(message_id, body, attributes or {}))
+        self._ready.append(_Stored(message_id, body, attributes or {}, receive_count))
         self._arrived.set()
         return message_id
+
+    def messages(self) -> list[QueuedMessage]:
+        """Every message still in the queue, visible ones first."""
+        now = time.monotonic()
+        self._expire_visibility(now)
+        return [
+            QueuedMessage(
+                m.message_id,
+                m.body,
+                dict(m.attributes),
+                m.receive_count,
+                visible,
+                m.visibility_s,
+            )
+            for visible, stored in ((True, list(self._ready)), (False, list(self._invisible.values())))
+            for m in stored
+        ]
 
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -77,6 +123,7 @@ class MemoryQueue:
             m = self._ready.popleft()
             m.receive_count += 1
             m.visible_at = now + visibility
+            m.visibility_s = None
             m.receipt = f"r-{next(self._receipts)}"
             self._invisible[m.receipt] = m
             out.append(
@@ -110,7 +157,8 @@ class MemoryQueue:
             if m is None:
                 failed.append({"Id": entry["Id"], "Code": "ReceiptHandleIsInvalid", "SenderFault": True})
                 continue
-            m.visible_at = now + int(entry["VisibilityTimeout"])
+            m.visibility_s = int(entry["VisibilityTimeout"])
+            m.visible_at = now + m.visibility_s
             ok.append({"Id": entry["Id"]})
         self._expire_visibility(now)
         if self._ready:
@@ -138,4 +186,19 @@ class MemorySQS:
 
     async def send_message(self, **kw: Any) -> dict[str, Any]:
         queue = self.queues[kw["QueueUrl"]]
-        return {"MessageId": queue.put(kw["MessageBody"], kw.get("MessageAttributes", {}))}
+        body, attributes = kw["MessageBody"], kw.get("MessageAttributes") or {}
+        _check_send(body, attributes)
+        return {"MessageId": queue.put(body, attributes)}
+
+
+def _check_send(body: str, attributes: dict[str, Any]) -> None:
+    """Refuse, as SQS does (InvalidParameterValue), a message SQS would not take."""
+    problem = None
+    if len(attributes) > SQS_MAX_ATTRIBUTES:
+        problem = f"Number of message attributes [{len(attributes)}] exceeds the allowed maximum"
+    elif any(v.get("StringValue", None) == "" for v in attributes.values()):
+        problem = "Message attribute values must not be empty"
+    elif message_size(body, attributes) > SQS_MAX_MESSAGE_BYTES:
+        problem = f"Message must be shorter than {SQS_MAX_MESSAGE_BYTES} bytes"
+    if problem is not None:
+        raise ClientError({"Error": {"Code": "InvalidParameterValue", "Message": problem}}, "SendMessage")
