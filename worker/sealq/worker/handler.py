@@ -64,10 +64,15 @@ def load_handler(spec: str) -> Handler:
     func = getattr(module, attr, None)
     if not callable(func):
         raise HandlerLoadError(f"{module_name!r} has no callable {attr!r}; check --handler")
-    if inspect.iscoroutinefunction(func):
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
         return func  # type: ignore[no-any-return]
 
     async def in_thread(message: Message) -> object:
-        return await asyncio.to_thread(func, message)
+        result = await asyncio.to_thread(func, message)
+        # A callable that returns an awaitable (a partial, a wrapper) is async after all:
+        # finishing without awaiting it would delete a message its handler never ran.
+        if inspect.isawaitable(result):
+            return await result
+        return result
 
     return in_thread
