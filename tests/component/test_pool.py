@@ -7,6 +7,7 @@ would see holds (queues, DLQ contents, handler calls), then stops the worker gra
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -29,8 +30,12 @@ from sealq.keys.store import KeysetStore
 from sealq.testing.kms import FakeKMS, record_for, write_keyset
 from sealq.testing.sqs import MemoryQueue, MemorySQS
 from sealq.worker.handler import HandlerRejected, Message
+from sealq.worker.leases import Leases, in_flight
+from sealq.worker.outcomes import DeadLetter, Rules
 from sealq.worker.pool import Tuning, Worker
 from sealq.worker.settings import WorkerSettings
+from sealq.worker.settling import Settler
+from sealq.worker.stats import KidLabels, Stats
 
 SRC, DLQ = "src", "dlq"
 LIVE, RSA_LIVE, OLD, GONE, NEW = "ec-live", "rsa-live", "ec-old", "ec-gone", "ec-new"
@@ -759,3 +764,52 @@ async def test_made_up_kids_cannot_grow_metric_labels_without_bound(rig: Rig, ke
     assert len(kids) == max_foreign + 2  # the first 100, "other", "invalid"
     assert {"other", "invalid"} <= kids
 
+
+# ----- settling: DLQ first, then delete -----------------------------------------------------
+
+
+class RecordingSQS:
+    """Records the order of SQS calls; the DLQ send fails when `dlq_up` is false."""
+
+    def __init__(self, dlq_up: bool) -> None:
+        self.dlq_up = dlq_up
+        self.calls: list[str] = []
+
+    async def send_message(self, **kw: Any) -> dict[str, Any]:
+        self.calls.append("SendMessage")
+        if not self.dlq_up:
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "x"}}, "SendMessage")
+        return {"MessageId": "dlq-1"}
+
+    async def _batch(self, name: str, kw: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(name)
+        return {"Successful": [{"Id": e["Id"]} for e in kw["Entries"]], "Failed": []}
+
+    async def delete_message_batch(self, **kw: Any) -> dict[str, Any]:
+        return await self._batch("DeleteMessageBatch", kw)
+
+    async def change_message_visibility_batch(self, **kw: Any) -> dict[str, Any]:
+        return await self._batch("ChangeMessageVisibilityBatch", kw)
+
+
+@pytest.mark.parametrize("dlq_up", [True, False])
+async def test_dead_letter_goes_to_the_dlq_before_the_delete_and_a_failed_send_is_kept(dlq_up: bool) -> None:
+    sqs, stats, finished = RecordingSQS(dlq_up), Stats(), []
+    leases = Leases(on_finish=lambda: finished.append(True))
+    raw = {"MessageId": "m1", "ReceiptHandle": "r1", "Body": "b", "MessageAttributes": attrs(LIVE)}
+    item = in_flight(raw, 0, 30)
+    leases.add([item])
+    rules = Rules(max_attempts=3, backoff_base_s=0, backoff_max_s=0, kms_retry_s=15, rng=random.Random(1))
+    labels = KidLabels(lambda kid: True, 10)
+    settler = Settler(
+        sqs, queue_url=SRC, dlq_url=DLQ, rules=rules, leases=leases, stats=stats, kid_label=labels
+    )
+    await settler.settle(item, DeadLetter(Reason.MALFORMED, "no"))
+    await settler.close()
+    if dlq_up:
+        assert sqs.calls == ["SendMessage", "DeleteMessageBatch"]
+        assert stats.dead_lettered == {(Reason.MALFORMED.value, LIVE): 1} and stats.retried == 0
+    else:  # not in the DLQ, so never deleted: it comes back later
+        assert sqs.calls == ["SendMessage", "ChangeMessageVisibilityBatch"]
+        assert not stats.dead_lettered and stats.retried == 1
+    assert finished == [True] and len(leases) == 0
