@@ -23,6 +23,8 @@ log = logging.getLogger("sealq.worker")
 
 
 class Keyring:
+    """The current keyset index and the unwrapped keys, with the re-read rules above."""
+
     def __init__(
         self,
         store: KeysetStore,

@@ -48,6 +48,8 @@ def being_cancelled() -> bool:
 
 
 class Pipeline:
+    """Consumers: received batches in, one outcome per message out to the settler."""
+
     def __init__(
         self,
         settings: WorkerSettings,

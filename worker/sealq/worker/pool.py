@@ -54,6 +54,8 @@ class Tuning:
 
 
 class Worker:
+    """One process's worker: `run` until `stop`, then a graceful shutdown."""
+
     def __init__(
         self,
         settings: WorkerSettings,

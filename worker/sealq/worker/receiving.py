@@ -54,6 +54,8 @@ class Slots:
 
 
 class Receiver:
+    """The pollers' loop (`poll`, one task each) and what the worker reads about them."""
+
     def __init__(
         self,
         sqs: Any,

@@ -35,6 +35,8 @@ MAX_LOGGED_CLIENT_ID = 128
 
 
 class Settler:
+    """Applies outcome values; owns the delete and visibility batchers."""
+
     def __init__(
         self,
         sqs: Any,
