@@ -7,6 +7,7 @@ would see holds (queues, DLQ contents, handler calls), then stops the worker gra
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sealq.worker.pool as pool_module
 from botocore.exceptions import ClientError, EndpointConnectionError
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_FORMAT, ATTR_KEY_ID, ATTR_REASON
@@ -30,8 +30,12 @@ from sealq.keys.store import KeysetStore
 from sealq.testing.kms import FakeKMS, record_for, write_keyset
 from sealq.testing.sqs import MemoryQueue, MemorySQS
 from sealq.worker.handler import HandlerRejected, Message
-from sealq.worker.pool import Worker
+from sealq.worker.leases import Leases, in_flight
+from sealq.worker.outcomes import DeadLetter, Rules
+from sealq.worker.pool import Tuning, Worker
 from sealq.worker.settings import WorkerSettings
+from sealq.worker.settling import Settler
+from sealq.worker.stats import KidLabels, Stats
 
 SRC, DLQ = "src", "dlq"
 LIVE, RSA_LIVE, OLD, GONE, NEW = "ec-live", "rsa-live", "ec-old", "ec-gone", "ec-new"
@@ -131,6 +135,7 @@ class Rig:
         *,
         clock: Callable[[], float] = time.time,
         max_message_bytes: int | None = None,
+        tuning: Tuning | None = None,
         **overrides: Any,
     ) -> Worker:
         values: dict[str, Any] = {
@@ -160,6 +165,7 @@ class Rig:
             kms=self.kms,
             keystore=KeysetStore(self.path),
             clock=clock,
+            tuning=tuning or Tuning(),
             **extra,
         )
 
@@ -302,17 +308,16 @@ CASES: dict[str, tuple[Reason, Case]] = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-async def test_dead_letter_keeps_body_and_attributes_with_reason(
-    rig: Rig, keys: Keys, name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(pool_module, "UNKNOWN_KID_REFRESH_MIN_S", 0.0)
+async def test_dead_letter_keeps_body_and_attributes_with_reason(rig: Rig, keys: Keys, name: str) -> None:
     reason, build = CASES[name]
     body, attributes = build(rig, keys)
     body_text = body.decode() if isinstance(body, bytes) else body
     handler = Recorder()
     message_id = rig.put(body, attributes)
     good_id = rig.put(seal_at(b"fine", sealing(LIVE, keys.ec), time.time()), attrs(LIVE))
-    worker = rig.worker(handler, max_message_bytes=4096, max_attempts=3)
+    worker = rig.worker(
+        handler, max_message_bytes=4096, max_attempts=3, tuning=Tuning(unknown_kid_refresh_min_s=0.0)
+    )
     async with running(worker):
         await until(lambda: len(peek(rig.dlq)) == 1 and len(rig.src) == 0, what=f"{name} dead-lettered")
     (dead,) = peek(rig.dlq)
@@ -361,12 +366,11 @@ async def test_one_kms_decrypt_for_many_messages_under_a_new_kid(rig: Rig, keys:
     assert len(rig.src) == 0 and not peek(rig.dlq)
 
 
-async def test_unknown_kids_never_call_kms(rig: Rig, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pool_module, "UNKNOWN_KID_REFRESH_MIN_S", 0.5)
+async def test_unknown_kids_never_call_kms(rig: Rig, keys: Keys) -> None:
     for i in range(50):
         kid = f"ec-stranger-{i % 5}"
         rig.put(seal_at(b"x", sealing(kid, keys.ec2), time.time()), attrs(kid))
-    worker = rig.worker(Recorder(), concurrency=20)
+    worker = rig.worker(Recorder(), concurrency=20, tuning=Tuning(unknown_kid_refresh_min_s=0.5))
     async with running(worker):
         await until(lambda: len(peek(rig.dlq)) == 50, what="50 dead-lettered")
     assert rig.kms.calls == 0
@@ -528,16 +532,13 @@ class OutageKMS(FakeKMS):
 
 
 @pytest.mark.parametrize("failure", ["ThrottlingException", "KMSInternalException", "connection"])
-async def test_kms_outage_never_dead_letters(
-    tmp_path: Path, keys: Keys, failure: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(pool_module, "KMS_RETRY_S", 1)
+async def test_kms_outage_never_dead_letters(tmp_path: Path, keys: Keys, failure: str) -> None:
     r = Rig(tmp_path / "keyset.json", kms=OutageKMS(failure))
     r.add(keys.ec, LIVE)
     r.save()
     ids = {r.put(seal_at(b"x", sealing(LIVE, keys.ec), time.time()), attrs(LIVE)) for _ in range(30)}
     handler = Recorder()
-    worker = r.worker(handler, concurrency=8)
+    worker = r.worker(handler, concurrency=8, tuning=Tuning(kms_retry_s=1))
     kms = r.kms
     assert isinstance(kms, OutageKMS)
     async with running(worker):
@@ -554,13 +555,11 @@ async def test_kms_outage_never_dead_letters(
 # ----- A8: keyset changes reach a running worker ---------------------------------------------
 
 
-async def test_new_key_in_keyset_is_used_without_restart(
-    rig: Rig, keys: Keys, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_new_key_in_keyset_is_used_without_restart(rig: Rig, keys: Keys) -> None:
     # The keyset was read at start, well within the rate limit: the new kid must still win.
-    monkeypatch.setattr(pool_module, "UNKNOWN_KID_REFRESH_MIN_S", 1.0)
     handler = Recorder()
-    worker = rig.worker(handler)  # interval refresh far away: only the unknown-kid path can help
+    # Interval refresh far away: only the unknown-kid path can help.
+    worker = rig.worker(handler, tuning=Tuning(unknown_kid_refresh_min_s=1.0))
     async with running(worker):
         rig.add(keys.ec2, NEW)
         rig.save()  # `keys rotate` while the worker runs
@@ -703,9 +702,8 @@ async def test_rotation_survives_a_failed_keyset_read(
 ) -> None:
     """The re-read that would find a freshly rotated key fails once (S3 hiccup): the message
     is retried, not dead-lettered as unknown-key, and handled once a read succeeds."""
-    monkeypatch.setattr(pool_module, "UNKNOWN_KID_REFRESH_MIN_S", 0.2)
     handler = Recorder()
-    worker = rig.worker(handler)
+    worker = rig.worker(handler, tuning=Tuning(unknown_kid_refresh_min_s=0.2))
     real_load = KeysetStore.load
     failures = {"left": 0}
 
@@ -749,18 +747,69 @@ async def test_wrong_alg_for_the_key_costs_no_kms_call(rig: Rig, keys: Keys) -> 
 
 
 async def test_made_up_kids_cannot_grow_metric_labels_without_bound(rig: Rig, keys: Keys) -> None:
+    max_foreign = Tuning().max_foreign_kids
     stray = sealing("p256-20200101-00000000", keys.ec2)
-    for i in range(pool_module.MAX_FOREIGN_KIDS + 20):
+    for i in range(max_foreign + 20):
         kid = f"made-up-{i}"
         rig.put(seal_at(b"x", SealingKey(kid, stray.alg, stray.key), time.time()), attrs(kid))
     rig.put("x", attrs("../../etc/passwd"))
     worker = rig.worker(Recorder(), max_in_flight=200)
     async with running(worker):
         await until(
-            lambda: worker.stats.dead_lettered_total == pool_module.MAX_FOREIGN_KIDS + 21,
+            lambda: worker.stats.dead_lettered_total == max_foreign + 21,
             timeout=15,
             what="all dead-lettered",
         )
     kids = {kid for _, kid in worker.stats.dead_lettered}
-    assert len(kids) == pool_module.MAX_FOREIGN_KIDS + 2  # the first 100, "other", "invalid"
+    assert len(kids) == max_foreign + 2  # the first 100, "other", "invalid"
     assert {"other", "invalid"} <= kids
+
+
+# ----- settling: DLQ first, then delete -----------------------------------------------------
+
+
+class RecordingSQS:
+    """Records the order of SQS calls; the DLQ send fails when `dlq_up` is false."""
+
+    def __init__(self, dlq_up: bool) -> None:
+        self.dlq_up = dlq_up
+        self.calls: list[str] = []
+
+    async def send_message(self, **kw: Any) -> dict[str, Any]:
+        self.calls.append("SendMessage")
+        if not self.dlq_up:
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "x"}}, "SendMessage")
+        return {"MessageId": "dlq-1"}
+
+    async def _batch(self, name: str, kw: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(name)
+        return {"Successful": [{"Id": e["Id"]} for e in kw["Entries"]], "Failed": []}
+
+    async def delete_message_batch(self, **kw: Any) -> dict[str, Any]:
+        return await self._batch("DeleteMessageBatch", kw)
+
+    async def change_message_visibility_batch(self, **kw: Any) -> dict[str, Any]:
+        return await self._batch("ChangeMessageVisibilityBatch", kw)
+
+
+@pytest.mark.parametrize("dlq_up", [True, False])
+async def test_dead_letter_goes_to_the_dlq_before_the_delete_and_a_failed_send_is_kept(dlq_up: bool) -> None:
+    sqs, stats, finished = RecordingSQS(dlq_up), Stats(), []
+    leases = Leases(on_finish=lambda: finished.append(True))
+    raw = {"MessageId": "m1", "ReceiptHandle": "r1", "Body": "b", "MessageAttributes": attrs(LIVE)}
+    item = in_flight(raw, 0, 30)
+    leases.add([item])
+    rules = Rules(max_attempts=3, backoff_base_s=0, backoff_max_s=0, kms_retry_s=15, rng=random.Random(1))
+    labels = KidLabels(lambda kid: True, 10)
+    settler = Settler(
+        sqs, queue_url=SRC, dlq_url=DLQ, rules=rules, leases=leases, stats=stats, kid_label=labels
+    )
+    await settler.settle(item, DeadLetter(Reason.MALFORMED, "no"))
+    await settler.close()
+    if dlq_up:
+        assert sqs.calls == ["SendMessage", "DeleteMessageBatch"]
+        assert stats.dead_lettered == {(Reason.MALFORMED.value, LIVE): 1} and stats.retried == 0
+    else:  # not in the DLQ, so never deleted: it comes back later
+        assert sqs.calls == ["SendMessage", "ChangeMessageVisibilityBatch"]
+        assert not stats.dead_lettered and stats.retried == 1
+    assert finished == [True] and len(leases) == 0

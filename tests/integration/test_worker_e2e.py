@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sealq.worker.pool as pool_module
 from sealq.aws.clients import client
 from sealq.demo.standin import HOME_ENV, StandIn
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID
@@ -32,7 +31,7 @@ from sealq.keys.kms import create_key
 from sealq.keys.store import KeysetStore
 from sealq.worker.app import open_clients
 from sealq.worker.handler import Message
-from sealq.worker.pool import Worker
+from sealq.worker.pool import Tuning, Worker
 from sealq.worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -309,7 +308,6 @@ async def test_kms_outage_keeps_messages_until_kms_is_back(
     setup: Setup, standin: StandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = setup
-    monkeypatch.setattr(pool_module, "KMS_RETRY_S", 1)
     proxy = Proxy(standin.port)
     await proxy.up()
     await proxy.down()  # KMS unreachable from the start: the port refuses connections
@@ -334,7 +332,9 @@ async def test_kms_outage_keeps_messages_until_kms_is_back(
     )
     async with AsyncExitStack() as stack:
         sqs, kms = await open_clients(stack)
-        worker = Worker(settings, handle, sqs=sqs, kms=kms, keystore=KeysetStore(s.keyset))
+        worker = Worker(
+            settings, handle, sqs=sqs, kms=kms, keystore=KeysetStore(s.keyset), tuning=Tuning(kms_retry_s=1)
+        )
         async with running(worker):
             deadline = time.monotonic() + 20
             while worker.stats.retried < 40:  # every message bounced off KMS twice

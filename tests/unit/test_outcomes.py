@@ -1,11 +1,132 @@
-"""DLQ attributes: the reason always fits, within SQS's count and size limits."""
+"""Outcome rules, without an event loop: every way a message can end gives one specific
+value. And the DLQ attributes: the reason always fits, within SQS's count and size limits."""
 
 from __future__ import annotations
 
+import random
+
+import pytest
 from sealq.aws.limits import SQS_MAX_MESSAGE_BYTES
 from sealq.envelope.attributes import ATTR_DETAIL, ATTR_REASON
-from sealq.errors import Reason
-from sealq.worker.outcomes import dead_letter_attributes
+from sealq.errors import OpenError, Reason
+from sealq.worker.classify import Reject
+from sealq.worker.handler import HandlerRejected
+from sealq.worker.keycache import KeyRefused, KeyUnavailable
+from sealq.worker.outcomes import (
+    DeadLetter,
+    Delete,
+    Release,
+    RetryAfter,
+    Rules,
+    dead_letter_attributes,
+)
+
+
+def rules(max_attempts: int = 3, backoff_s: float = 8.0, kms_retry_s: int = 15) -> Rules:
+    return Rules(
+        max_attempts=max_attempts,
+        backoff_base_s=backoff_s,
+        backoff_max_s=backoff_s,
+        kms_retry_s=kms_retry_s,
+        rng=random.Random(7),
+    )
+
+
+# ----- the handler --------------------------------------------------------------------------
+
+
+def test_success_deletes() -> None:
+    assert rules().after_handler(None, 1) == Delete()
+
+
+def test_handler_rejected_dead_letters_at_once_whatever_the_attempt() -> None:
+    outcome = rules(max_attempts=5).after_handler(HandlerRejected("order failed validation"), 1)
+    assert outcome == DeadLetter(Reason.HANDLER_REJECTED, "order failed validation")
+
+
+@pytest.mark.parametrize("receive_count", [1, 2])
+def test_handler_error_below_max_attempts_retries_with_backoff(receive_count: int) -> None:
+    outcome = rules(max_attempts=3, backoff_s=8.0).after_handler(RuntimeError("down"), receive_count)
+    assert isinstance(outcome, RetryAfter)
+    assert (outcome.why, outcome.detail) == ("handler-error", "RuntimeError")
+    assert 4 <= outcome.seconds <= 8  # the backoff (capped at 8 s, full jitter), not 0, not KMS's
+
+
+@pytest.mark.parametrize("receive_count", [3, 4])
+def test_handler_error_at_max_attempts_dead_letters(receive_count: int) -> None:
+    outcome = rules(max_attempts=3).after_handler(RuntimeError("down"), receive_count)
+    assert outcome == DeadLetter(Reason.HANDLER_ERROR, f"RuntimeError after {receive_count} attempts")
+
+
+def test_handler_timeout_is_named_and_retried() -> None:
+    outcome = rules().after_handler(TimeoutError(), 1)
+    assert isinstance(outcome, RetryAfter) and outcome.detail == "timeout"
+
+
+def test_shutdown_before_the_handler_started_releases() -> None:
+    assert rules().unstarted() == Release()
+
+
+# ----- keys -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_attempts", [1, 3])
+@pytest.mark.parametrize("code", ["ThrottlingException", "KMSInternalException", "EndpointConnectionError"])
+def test_kms_unavailable_retries_after_the_kms_delay_never_dead_letters(max_attempts: int, code: str) -> None:
+    # `key_failed` takes no receive count: even with max_attempts=1 (every delivery is the
+    # last attempt), a KMS outage or throttling is a retry.
+    error = KeyUnavailable(f"KMS Decrypt for ec-live failed: {code}")
+    outcome = rules(max_attempts=max_attempts, kms_retry_s=15).key_failed(error)
+    assert outcome == RetryAfter(15, "kms-unavailable", str(error))
+
+
+def test_kms_refusing_the_wrapped_key_dead_letters_decrypt_failed() -> None:
+    error = KeyRefused("KMS refused the wrapped key for ec-live: InvalidCiphertextException")
+    assert rules().key_failed(error) == DeadLetter(Reason.DECRYPT_FAILED, str(error))
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_unknown_kid_retries_until_a_fresh_keyset_read_then_is_unknown_key(fresh: bool) -> None:
+    outcome = rules().unknown_kid("ec-new", fresh, next_read_in_s=0.3)
+    if fresh:
+        assert outcome == DeadLetter(Reason.UNKNOWN_KEY)
+    else:
+        assert outcome == RetryAfter(1, "unknown-kid", "ec-new")  # whole seconds, at least one
+
+
+def test_unknown_kid_waits_for_the_rate_limit() -> None:
+    assert rules().unknown_kid("ec-new", False, next_read_in_s=2.2) == RetryAfter(3, "unknown-kid", "ec-new")
+
+
+# ----- classification and opening --------------------------------------------------------
+
+
+@pytest.mark.parametrize("reason", [Reason.MALFORMED, Reason.KEY_EXPIRED, Reason.KID_MISMATCH])
+def test_rejected_by_classification_dead_letters_with_its_reason(reason: Reason) -> None:
+    assert rules().rejected(Reject(reason, "why")) == DeadLetter(reason, "why")
+
+
+@pytest.mark.parametrize("reason", [Reason.DECRYPT_FAILED, Reason.MALFORMED, Reason.TOO_LARGE])
+def test_open_error_dead_letters_with_its_reason(reason: Reason) -> None:
+    assert rules().open_failed(OpenError(reason)) == DeadLetter(reason)
+
+
+# ----- settling -------------------------------------------------------------------------------
+
+
+def test_dlq_send_failure_is_a_retry_not_a_delete() -> None:
+    outcome = rules(backoff_s=8.0).dead_letter_unsent("ServiceUnavailable", 1)
+    assert isinstance(outcome, RetryAfter) and not isinstance(outcome, Delete)
+    assert (outcome.why, outcome.detail) == ("dlq-send-failed", "ServiceUnavailable")
+    assert 4 <= outcome.seconds <= 8
+
+
+def test_a_bug_of_ours_keeps_the_message() -> None:
+    outcome = rules(backoff_s=8.0).internal_error(2)
+    assert isinstance(outcome, RetryAfter) and outcome.why == "internal-error"
+
+
+# ----- DLQ attributes -------------------------------------------------------------------------
 
 
 def _attr(value: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ Handlers need only `Message` and `HandlerRejected`. Needs `sealq[worker]`.
 from sealq.worker.classify import KeyIndex, classify
 from sealq.worker.handler import HandlerRejected, Message, load_handler
 from sealq.worker.keycache import KeyCache, KeyRefused, KeyUnavailable
-from sealq.worker.pool import Worker
+from sealq.worker.pool import Tuning, Worker
 from sealq.worker.settings import SettingsError, WorkerSettings, load_settings
 from sealq.worker.stats import Stats
 
@@ -20,6 +20,7 @@ __all__ = [
     "Message",
     "SettingsError",
     "Stats",
+    "Tuning",
     "Worker",
     "WorkerSettings",
     "classify",

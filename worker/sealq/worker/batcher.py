@@ -22,6 +22,8 @@ Done = Callable[[bool], None]
 Call = Callable[[list[dict[str, Any]]], Awaitable[Mapping[str, Any]]]
 
 MAX_ENTRIES = 10
+SQS_ERRORS = (TimeoutError, ClientError, BotoCoreError, OSError)
+"""What a failed SQS call raises: worth retrying, never a reason to drop a message."""
 
 
 class Batcher:
@@ -57,7 +59,7 @@ class Batcher:
         entries = [{**entry, "Id": str(i)} for i, (entry, _, _) in enumerate(batch)]
         try:
             response = await self._call(entries)
-        except (TimeoutError, ClientError, BotoCoreError, OSError) as exc:
+        except SQS_ERRORS as exc:
             log.warning(
                 "%s call failed (%s); retrying its %d entries",
                 self.name,

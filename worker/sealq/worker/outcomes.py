@@ -1,10 +1,17 @@
-"""What the worker does with a message it is done with, as pure rules: the DLQ attributes
-(SQS allows ten per message, so they are budgeted) and the retry backoff."""
+"""What becomes of a message, as values, and the pure rules that decide it.
+
+The message path (`pipeline`) only *decides*: each step returns one of the outcome values
+below, chosen by `Rules`, with no I/O and no event loop, so every rule has a plain unit
+test. `settling.Settler` is the one place that carries outcomes out. Also here: the DLQ
+attributes (SQS allows ten per message, so they are budgeted) and the retry backoff.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sealq.aws.limits import SQS_MAX_ATTRIBUTES, SQS_MAX_MESSAGE_BYTES, attributes_size
@@ -16,7 +23,107 @@ from sealq.envelope.attributes import (
     ATTR_KEY_ID,
     ATTR_REASON,
 )
-from sealq.errors import Reason
+from sealq.errors import OpenError, Reason
+from sealq.worker.classify import Reject
+from sealq.worker.handler import HandlerRejected
+from sealq.worker.keycache import KeyRefused, KeyUnavailable
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Handled: delete from the source queue (batched)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Can never be handled: copy to the DLQ with `reason`, and only then delete."""
+
+    reason: Reason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAfter:
+    """Try again later: make it visible again in `seconds`. `why` and `detail` are for logs."""
+
+    seconds: int
+    why: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Never started (shutdown): hand it back to SQS at once (visibility 0)."""
+
+
+Outcome = Delete | DeadLetter | RetryAfter | Release
+
+DELETE = Delete()  # the hot path's outcome: one shared value, no allocation per message
+RELEASE = Release()
+UNKNOWN_KEY = DeadLetter(Reason.UNKNOWN_KEY)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The outcome of each way a message can end, given the worker's settings."""
+
+    max_attempts: int
+    backoff_base_s: float
+    backoff_max_s: float
+    kms_retry_s: int
+    rng: random.Random
+
+    def backoff(self, receive_count: int) -> int:
+        return backoff_s(receive_count, self.backoff_base_s, self.backoff_max_s, self.rng)
+
+    def rejected(self, verdict: Reject) -> DeadLetter:
+        """Classification found it unusable (malformed, expired key, ...): no KMS call, no retry."""
+        return DeadLetter(verdict.reason, verdict.detail)
+
+    def unknown_kid(self, kid: str, fresh: bool, next_read_in_s: float) -> Outcome:
+        """Unknown only once a keyset read that began after the message arrived still lacks
+        the kid (`fresh`); until then it may be a key rotated in a moment ago, so wait for
+        the next allowed re-read instead: normal rotation never dead-letters."""
+        if fresh:
+            return UNKNOWN_KEY
+        return RetryAfter(max(1, math.ceil(next_read_in_s)), "unknown-kid", kid)
+
+    def key_failed(self, error: KeyUnavailable | KeyRefused) -> Outcome:
+        """Takes no receive count on purpose: a KMS outage or throttling never uses up a
+        message's attempts, however long it lasts."""
+        if isinstance(error, KeyRefused):
+            return DeadLetter(Reason.DECRYPT_FAILED, str(error))
+        return RetryAfter(self.kms_retry_s, "kms-unavailable", str(error))
+
+    def open_failed(self, error: OpenError) -> DeadLetter:
+        return DeadLetter(error.reason)
+
+    def unstarted(self) -> Release:
+        """Shutdown began before its handler could start: SQS delivers it again at once."""
+        return RELEASE
+
+    def after_handler(self, error: BaseException | None, receive_count: int) -> Outcome:
+        """Success deletes; HandlerRejected dead-letters at once; any other exception, or
+        the timeout, is retried with backoff until the receive count reaches max_attempts."""
+        if error is None:
+            return DELETE
+        if isinstance(error, HandlerRejected):
+            return DeadLetter(Reason.HANDLER_REJECTED, str(error))
+        name = "timeout" if isinstance(error, TimeoutError) else type(error).__name__
+        if receive_count >= self.max_attempts:
+            return DeadLetter(Reason.HANDLER_ERROR, f"{name} after {receive_count} attempts")
+        return RetryAfter(self.backoff(receive_count), "handler-error", name)
+
+    def dead_letter_unsent(self, error_code: str, receive_count: int) -> RetryAfter:
+        """The DLQ refused the copy: not in the DLQ, so not deleted; it comes back."""
+        return RetryAfter(self.backoff(receive_count), "dlq-send-failed", error_code)
+
+    def internal_error(self, receive_count: int) -> RetryAfter:
+        """A bug of ours: keep the message."""
+        return RetryAfter(self.backoff(receive_count), "internal-error")
+
+
+# ----- DLQ attributes and backoff ---------------------------------------------------------
 
 MAX_DETAIL_CHARS = 200
 # Kept first when the original message used up the attribute budget.

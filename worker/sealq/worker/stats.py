@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from sealq.envelope.jwk import KID_PATTERN
 
 HANDLER_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 POLL_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 20.0, 25.0)
@@ -55,3 +58,24 @@ class Stats:
     @property
     def dead_lettered_total(self) -> int:
         return sum(self.dead_lettered.values())
+
+
+class KidLabels:
+    """A kid as a metric label and log field. Senders choose kids, so only a well-formed one
+    is used as is, and at most `max_foreign` distinct ones outside the keyset: made-up kids
+    cannot grow the metrics without bound."""
+
+    def __init__(self, known: Callable[[str], bool], max_foreign: int) -> None:
+        self._known = known
+        self._max_foreign = max_foreign
+        self._foreign: set[str] = set()
+
+    def __call__(self, kid: str) -> str:
+        if KID_PATTERN.fullmatch(kid) is None:
+            return "-" if not kid else "invalid"
+        if self._known(kid) or kid in self._foreign:
+            return kid
+        if len(self._foreign) < self._max_foreign:
+            self._foreign.add(kid)
+            return kid
+        return "other"

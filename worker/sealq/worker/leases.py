@@ -1,0 +1,96 @@
+"""Received messages we hold a lease on: the in-flight registry and the visibility heartbeat.
+
+A message is in flight from receipt until SQS has answered for its outcome (deleted, or
+made visible again). While its handler runs, the heartbeat extends its visibility before it
+lapses, so no other consumer receives it meanwhile; never past SQS's 12 h from receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sealq.worker.settings import MAX_VISIBILITY_S
+
+CAP_MARGIN_S = 60
+"""Stop extending this long before the 12 h cap: SQS refuses an extension past it."""
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A received message from receipt to outcome."""
+
+    message_id: str
+    receipt: str
+    body: str
+    attributes: dict[str, str]
+    raw_attributes: dict[str, Any]
+    receive_count: int
+    received_at: float
+    visible_until: float
+    settling: bool = False  # an outcome (delete or visibility change) has been submitted
+    finished: bool = False  # SQS answered for the outcome; the buffer slot is free again
+
+
+def in_flight(raw: dict[str, Any], now: float, visibility_timeout_s: int) -> InFlight:
+    """An InFlight from one entry of a ReceiveMessage response, received at `now` (monotonic)."""
+    raw_attrs = raw.get("MessageAttributes") or {}
+    return InFlight(
+        message_id=raw["MessageId"],
+        receipt=raw["ReceiptHandle"],
+        body=raw.get("Body", ""),
+        attributes={k: v["StringValue"] for k, v in raw_attrs.items() if "StringValue" in v},
+        raw_attributes=raw_attrs,
+        receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+        received_at=now,
+        visible_until=now + visibility_timeout_s,
+    )
+
+
+class Leases:
+    """Every message received and not yet finished, by receipt handle."""
+
+    def __init__(self, on_finish: Callable[[], None]) -> None:
+        self._items: dict[str, InFlight] = {}
+        self._on_finish = on_finish
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, batch: list[InFlight]) -> None:
+        for item in batch:
+            self._items[item.receipt] = item
+
+    def finish(self, item: InFlight) -> None:
+        """SQS answered for this message's outcome (whatever the answer): forget it, once."""
+        if not item.finished:
+            item.finished = True
+            self._items.pop(item.receipt, None)
+            self._on_finish()
+
+    def due(self, now: float, every_s: float, visibility_timeout_s: int) -> list[tuple[InFlight, int]]:
+        """The messages whose visibility would lapse before the next beat, each with the
+        extension to ask for, capped by the 12 h limit; marks them extended until then."""
+        out: list[tuple[InFlight, int]] = []
+        for item in self._items.values():
+            if item.settling or item.visible_until - now > every_s * 1.5:
+                continue
+            left = MAX_VISIBILITY_S - (now - item.received_at) - CAP_MARGIN_S
+            extend = int(min(visibility_timeout_s, left))
+            if extend <= 0:
+                continue
+            item.visible_until = now + extend
+            out.append((item, extend))
+        return out
+
+    async def heartbeat(
+        self, every_s: float, visibility_timeout_s: int, extend: Callable[[InFlight, int], None]
+    ) -> None:
+        """Forever: every `every_s`, `extend` what is `due`."""
+        while True:
+            await asyncio.sleep(every_s)
+            for item, seconds in self.due(time.monotonic(), every_s, visibility_timeout_s):
+                extend(item, seconds)

@@ -1,0 +1,186 @@
+"""The message path, top to bottom: classify -> key -> open -> handler -> outcome.
+
+`Pipeline.outcome` is that path for one message. It only decides: every way out of it is a
+value from `outcomes`, chosen by `outcomes.Rules`, and `settling.Settler` carries it out.
+
+One measured optimisation shapes the entry: consumers take whole received batches, and
+`run_batch` classifies them and opens every message whose key is already cached in ONE call
+(P-256 inline on the loop, everything else in one crypto-thread call: see `opening`), so
+the cost of a thread hand-off is paid once per batch. Each message then continues `outcome`
+from its open result, concurrently, so one slow or failing message never holds back the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE
+from sealq.envelope.jwe import OpeningKey
+from sealq.errors import OpenError, Reason
+from sealq.worker.classify import Open, Reject, UnknownKid, Verdict, classify
+from sealq.worker.handler import Handler, Message
+from sealq.worker.keycache import KeyRefused, KeyUnavailable
+from sealq.worker.keyring import Keyring
+from sealq.worker.leases import InFlight
+from sealq.worker.logs import event
+from sealq.worker.opening import Job, open_batch, runs_inline
+from sealq.worker.outcomes import Outcome, Rules
+from sealq.worker.receiving import Buffer
+from sealq.worker.settings import WorkerSettings
+from sealq.worker.settling import Settler
+from sealq.worker.stats import Stats
+
+log = logging.getLogger("sealq.worker")
+
+Opened = bytes | OpenError | None
+"""A message's plaintext or why it cannot be opened; None: not opened with its batch."""
+
+
+def being_cancelled() -> bool:
+    """Whether the running task itself is being cancelled (as opposed to some code inside
+    it raising CancelledError, which a user's handler can do)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+class Pipeline:
+    """Consumers: received batches in, one outcome per message out to the settler."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        handler: Handler,
+        *,
+        keyring: Keyring,
+        settler: Settler,
+        rules: Rules,
+        stats: Stats,
+        crypto: Executor,
+        clock: Callable[[], float],
+        max_message_bytes: int,
+        stopping: asyncio.Event,
+    ) -> None:
+        self._handler = handler
+        self._keyring = keyring
+        self._peek = keyring.cache.peek
+        self._settler = settler
+        self._rules = rules
+        self._stats = stats
+        self._crypto = crypto
+        self._clock = clock
+        self._max_bytes = max_message_bytes
+        self._grace_s = settings.key_grace_s
+        self._timeout_s = settings.handler_timeout_s
+        self._handlers = asyncio.Semaphore(settings.concurrency)  # bounds handler calls only
+        self._stopping = stopping
+
+    async def consume(self, buffer: Buffer) -> None:
+        """One consumer: take received batches until told to stop (None). Nothing unfinished
+        is dropped: cancelled by shutdown, it is released; after a bug of ours, retried."""
+        while (batch := await buffer.get()) is not None:
+            try:
+                await self.run_batch(batch)
+            except asyncio.CancelledError:
+                if being_cancelled():
+                    for item in batch:
+                        if not item.finished:
+                            self._settler.release(item)
+                    raise
+                self._unexpected(batch, "CancelledError")
+            except Exception as exc:  # never log bodies: the type name says enough
+                self._unexpected(batch, type(exc).__name__)
+
+    def _unexpected(self, batch: list[InFlight], error: str) -> None:
+        event(log, logging.ERROR, "unexpected error", error=error)
+        for item in batch:
+            if not item.finished:
+                self._settler.retry(item, self._rules.internal_error(item.receive_count))
+
+    async def run_batch(self, batch: list[InFlight]) -> None:
+        """Classify all, open those whose key is cached in one call, then each on its own."""
+        verdicts: list[Verdict] = []
+        keys: list[OpeningKey | None] = []
+        jobs: list[Job] = []
+        for item in batch:
+            try:
+                verdict = self._classify(item)
+            except Exception as exc:  # a parsing bug must not stall the batch or loop forever
+                verdict = Reject(Reason.MALFORMED, f"unexpected {type(exc).__name__} while parsing")
+            key = None
+            if isinstance(verdict, Open):
+                key = self._peek(verdict.entry.record.kid)
+                if key is not None:
+                    jobs.append((verdict.parsed, key, item.body))
+            verdicts.append(verdict)
+            keys.append(key)
+        results = iter(await self._open(jobs) if jobs else ())
+        opened: list[Opened] = [None if key is None else next(results) for key in keys]
+        steps = map(self._settle, batch, verdicts, keys, opened)
+        # Every message runs to its outcome; a bug in one is raised once the others are
+        # done, so `consume` retries only the messages left unfinished.
+        for result in await asyncio.gather(*steps, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _settle(self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened) -> None:
+        await self._settler.settle(item, await self.outcome(item, verdict, key, opened))
+
+    async def outcome(
+        self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened
+    ) -> Outcome:
+        """One message from its classification to its outcome. `run_batch` classified it
+        (`verdict`) and, if its key was cached, already opened it (`key`, `opened`)."""
+        if opened is None:
+            if isinstance(verdict, UnknownKid):  # a key rotated in since our last keyset read?
+                fresh = await self._keyring.read_since(item.received_at)
+                if fresh:
+                    verdict = self._classify(item)
+                if isinstance(verdict, UnknownKid):
+                    return self._rules.unknown_kid(verdict.kid, fresh, self._keyring.next_read_in_s())
+            if isinstance(verdict, Reject):
+                return self._rules.rejected(verdict)
+            try:
+                key = await self._keyring.key(verdict.entry)  # one KMS Decrypt per kid
+            except (KeyUnavailable, KeyRefused) as exc:
+                return self._rules.key_failed(exc)
+            (opened,) = await self._open([(verdict.parsed, key, item.body)])
+        if isinstance(opened, OpenError):
+            return self._rules.open_failed(opened)
+        assert key is not None
+        message = Message(
+            plaintext=opened,
+            kid=key.kid,
+            message_id=item.message_id,
+            receive_count=item.receive_count,
+            client_id=item.attributes.get(ATTR_CLIENT_ID),
+            content_type=item.attributes.get(ATTR_CONTENT_TYPE),
+            attributes=item.attributes,
+        )
+        async with self._handlers:
+            if self._stopping.is_set():
+                return self._rules.unstarted()
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await self._handler(message)
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and being_cancelled():
+                    raise  # shutdown is cancelling us, not the handler failing
+                return self._rules.after_handler(exc, item.receive_count)
+            finally:
+                self._stats.handler_seconds.observe(time.monotonic() - started)
+        return self._rules.after_handler(None, item.receive_count)
+
+    def _classify(self, item: InFlight) -> Verdict:
+        index = self._keyring.index
+        assert index is not None
+        return classify(item.body, item.attributes, index, self._clock(), self._grace_s, self._max_bytes)
+
+    async def _open(self, jobs: list[Job]) -> list[bytes | OpenError]:
+        if all(runs_inline(key) for _, key, _ in jobs):
+            return open_batch(jobs)
+        return await asyncio.get_running_loop().run_in_executor(self._crypto, open_batch, jobs)
