@@ -137,9 +137,16 @@ def test_redrive_of_a_selection_counts_and_leaves_the_rest_visible(queues: Queue
 
 
 def test_redrive_of_everything_falls_back_when_there_is_no_move_task(queues: Queues) -> None:
-    result = redrive(queues.sqs, queues.dlq, queues.source)
+    spy = Spy(queues.sqs)
+    told: list[tuple[str, bool]] = []  # the reason, and whether any message was received yet
+
+    def on_fallback(code: str) -> None:
+        told.append((code, "receive_message" in spy.calls))
+
+    result = redrive(spy, queues.dlq, queues.source, on_fallback=on_fallback)
     assert result.method == "manual" and result.move_task is None
     assert result.move_task_unavailable  # the stand-in's error code
+    assert told == [(result.move_task_unavailable, False)]
     assert result.tally.done == len(MIX)
     assert result.view()["move_task_unavailable"] == result.move_task_unavailable
     assert counts(queues.sqs, queues.dlq) == (0, 0)

@@ -279,9 +279,14 @@ def _report(args: argparse.Namespace, verb: str, tally: Tally, view: dict[str, A
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
+    def fallback(code: str) -> None:
+        if not args.json:
+            print(f"StartMessageMoveTask is not available here ({code}); moving messages one by one")
+
     result = ops.redrive(
         _sqs(), args.dlq_url, args.queue_url, _selection(args), max_messages=args.max_messages,
         dry_run=args.dry_run, progress=_progress("scanned", not args.json), warn=_warn,
+        on_fallback=fallback,
     )  # fmt: skip
     task = result.move_task
     if task is not None:
@@ -293,11 +298,6 @@ def cmd_redrive(args: argparse.Namespace) -> int:
                 f"task handle {task.task_handle}"
             )
         return 0
-    if result.move_task_unavailable is not None and not args.json:
-        print(
-            f"StartMessageMoveTask is not available here ({result.move_task_unavailable}); "
-            "moving messages one by one"
-        )
     return _report(args, "redriven", result.tally, result.view())
 
 

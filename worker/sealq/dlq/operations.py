@@ -159,13 +159,14 @@ def redrive(
     dry_run: bool = False,
     progress: Progress | None = None,
     warn: Warn | None = None,
+    on_fallback: Callable[[str], None] | None = None,
 ) -> RedriveResult:
     """Send the selected messages back to `queue_url`, then delete them from the DLQ.
 
     Send before delete, and only what the source queue accepted leaves the DLQ: a failure
     duplicates a message, never loses one. Everything (and not a dry run) is first tried as
     an SQS move task, which moves messages server-side; where that is not offered, messages
-    move one by one like a selection.
+    move one by one like a selection, after `on_fallback` heard why (an error code).
     """
     dlq_attrs = dlq_attributes(sqs, dlq_url)
     queue_attrs = queue_attributes(sqs, queue_url, "--queue-url")
@@ -177,6 +178,8 @@ def redrive(
         if isinstance(started, MoveTask):
             return RedriveResult(dry_run=False, move_task=started)
         unavailable = started
+        if on_fallback is not None:
+            on_fallback(unavailable)
     duplicated = 0
 
     def move(chosen: list[dict[str, Any]]) -> tuple[list[str], int]:
