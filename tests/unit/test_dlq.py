@@ -1,5 +1,6 @@
-"""DLQ records, filters, counts and thresholds as pure rules, plus the scan's bookkeeping on a
-tiny in-memory queue: nothing here may ever carry or print a message body."""
+"""DLQ records, filters, counts and thresholds as pure rules, and the CLI's rendering of them:
+nothing here may ever carry or print a message body. The scan's SQS bookkeeping is in
+test_dlq_scan.py, the operations on the stand-in in tests/integration/test_dlq_operations.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from sealq.cli.dlq import Scan, _cell, render_breach, render_peek, render_stats
+from sealq.cli.dlq import _cell, render_breach, render_peek, render_stats
 from sealq.dlq.records import (
     UNLABELLED,
     DlqRecord,
@@ -167,52 +168,6 @@ def test_terminal_output_neutralises_control_characters() -> None:
     text = render_peek([r]) + render_stats("url", aggregate([r]), truncated=True, in_flight=2)
     assert "\x1b" not in text and "\x07" not in text and BODY not in text
     assert "stopped at --max-messages" in text and "about 2 message(s) were in flight" in text
-
-
-class FakeQueue:
-    """Just enough SQS for Scan: ordered receive, visibility, batch visibility changes."""
-
-    def __init__(self, count: int) -> None:
-        self.messages = [sqs_message(f"m{i}") for i in range(count)]
-        self.hidden: set[str] = set()
-        self.receives = 0
-
-    def receive_message(self, **kw: Any) -> dict[str, Any]:
-        self.receives += 1
-        visible = [m for m in self.messages if m["MessageId"] not in self.hidden]
-        batch = visible[: kw["MaxNumberOfMessages"]]
-        assert kw["VisibilityTimeout"] > 0
-        self.hidden |= {m["MessageId"] for m in batch}
-        return {"Messages": batch} if batch else {}
-
-    def change_message_visibility_batch(self, **kw: Any) -> dict[str, Any]:
-        assert len(kw["Entries"]) <= 10
-        for entry in kw["Entries"]:
-            assert entry["VisibilityTimeout"] == 0
-            self.hidden.discard(entry["ReceiptHandle"].removeprefix("rh-"))
-        return {"Successful": [{"Id": e["Id"]} for e in kw["Entries"]]}
-
-
-def test_scan_sees_each_message_once_and_releases_all() -> None:
-    queue = FakeQueue(25)
-    with Scan(queue, "url", limit=100) as scan:
-        seen = [m["MessageId"] for page in scan.pages() for m in page]
-        assert len(queue.hidden) == 25
-    assert sorted(seen) == sorted(m["MessageId"] for m in queue.messages)
-    assert queue.hidden == set() and not scan.truncated
-
-
-def test_scan_stops_at_its_limit_and_releases_on_error() -> None:
-    queue = FakeQueue(25)
-    with pytest.raises(RuntimeError), Scan(queue, "url", limit=12) as scan:
-        for page in scan.pages():
-            scan.consumed([page[0]["MessageId"]])  # as if deleted
-            queue.messages.remove(page[0])
-            if len(scan.seen) >= 12:
-                raise RuntimeError("interrupted")
-    assert len(scan.seen) == 12
-    assert queue.hidden == {"m0", "m10"}  # only the 'deleted' ones, which are gone anyway
-    assert queue.receives == 2
 
 
 def test_selection_describes_itself_for_the_confirmation_prompt() -> None:

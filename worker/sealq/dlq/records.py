@@ -1,6 +1,6 @@
 """What is in a dead-letter queue, as pure rules: a received message becomes a record (never
 its body), records are filtered, counted and checked against thresholds, and a message is
-turned back into a source-queue entry. `dlq_cli` does the SQS calls around these."""
+turned back into a source-queue entry. `sealq.dlq.scan` does the SQS calls around these."""
 
 from __future__ import annotations
 
