@@ -17,6 +17,10 @@ defined where they are raised (module in brackets) and importable from there::
     ├── HandlerRejected            [sealq.worker.handler] raised BY your handler: dead-letter this message
     ├── KeysetError                [sealq.keys.store] the keyset cannot be read or written
     │   └── KeysetNotFoundError    no keyset at that location yet
+    ├── QueueAccessError           [sealq.dlq.scan] a dlq command cannot read a queue's attributes
+    ├── NotADeadLetterQueueError   [sealq.dlq.scan] --dlq-url names a work queue (it has a redrive policy)
+    ├── SameQueueError             [sealq.dlq.operations] redrive's --dlq-url and --queue-url are one queue
+    ├── OperationFailedError       [sealq.dlq.operations] an AWS call failed part way; says how much was done
     ├── UnknownKidError            [sealq.keys.keyset] no such kid in the keyset (also LookupError)
     ├── KeyShreddedError           [sealq.keys.kms] the key's private half was erased (also LookupError)
     └── StandInError               [sealq.demo.standin] the local AWS stand-in failed (also RuntimeError)
