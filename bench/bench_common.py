@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from sealq.keys.keyset import KeyRecord
 from sealq.producer.message import OutgoingMessage, build_entry
 from sealq.testing import MemoryQueue
@@ -27,6 +28,7 @@ def make_key(kind: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
 async def open_clients(stack: AsyncExitStack) -> tuple[Any, Any]:
     """aiobotocore SQS and KMS clients configured as `sealq run` configures them."""
     from aiobotocore.session import get_session
+
     from sealq.aws.clients import aio_client_config
 
     session, config = get_session(), aio_client_config()

@@ -24,6 +24,7 @@ import cryptography
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from sealq.envelope.jwe import OAEP_SHA256, OpeningKey, open_token, parse, seal
 from sealq.envelope.jwk import SealingKey, alg_for_key
 

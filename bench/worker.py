@@ -44,10 +44,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench_common import CORES, PAYLOAD, drain, fill, make_key, noop, worker_settings
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from bench_common import CORES, PAYLOAD, drain, fill, make_key, noop, worker_settings
 from sealq.envelope.jwe import OAEP_SHA256
 from sealq.keys.keyset import KeyRecord
 from sealq.producer.message import OutgoingMessage, build_entry

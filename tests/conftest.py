@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from sealq.envelope.jwe import OpeningKey
 from sealq.envelope.jwk import PrivateKeyObject, SealingKey, alg_for_key
 

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from sealq.producer.message import OutgoingMessage, build_entry
 from sealq.testing.kms import FakeKMS, record_for, write_keyset
 from sealq.testing.sqs import MemoryQueue, MemorySQS

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_FORMAT, ATTR_KEY_ID, ATTR_REASON
 from sealq.envelope.jwe import seal_at
 from sealq.envelope.jwk import Alg, PrivateKeyObject, SealingKey, alg_for_key
@@ -654,6 +655,7 @@ async def test_key_cache_waiters_do_not_hang_when_unwrap_breaks_unexpectedly() -
     import asyncio as _asyncio
 
     from cryptography.hazmat.primitives.asymmetric import ec as _ec
+
     from sealq.testing.kms import FakeKMS, record_for
     from sealq.worker.classify import KeyEntry
     from sealq.worker.keycache import KeyCache, KeyUnavailable

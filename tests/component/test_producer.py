@@ -18,13 +18,13 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+
 from sealq.aws.limits import SQS_MAX_MESSAGE_BYTES
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID
 from sealq.envelope.jwe import open_token
 from sealq.envelope.jwk import public_key_to_jwk
 from sealq.errors import JwksError, NoUsableKeyError, SendError
 from sealq.producer import AsyncProducer, OutgoingMessage, Producer, PublicKeySet
-
 from tests.conftest import KeyPair
 
 NOW = 1_800_000_000.0

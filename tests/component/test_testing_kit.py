@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sealq.testing
 from botocore.exceptions import ClientError
+
+import sealq.testing
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID, ATTR_REASON
 from sealq.errors import Reason
 from sealq.keys.kms import decrypt_request

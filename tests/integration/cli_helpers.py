@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+
 from sealq.demo.standin import StandIn
 from sealq.envelope.jwe import OpeningKey
 from sealq.keys.kms import unwrap

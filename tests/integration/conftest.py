@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sealq.demo.standin import HOME_ENV, StandIn
 
+from sealq.demo.standin import HOME_ENV, StandIn
 from tests.integration.cli_helpers import CLEARED_ENV
 
 HERE = Path(__file__).resolve().parent

@@ -15,8 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-from sealq.demo.standin import StandIn
 
+from sealq.demo.standin import StandIn
 from tests.integration.cli_helpers import cli_env, sealq
 
 ROOT = Path(__file__).resolve().parents[2]

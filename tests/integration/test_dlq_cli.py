@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sealq.demo.standin import StandIn
 
 from .cli_helpers import cli_env, sealq, standin_client

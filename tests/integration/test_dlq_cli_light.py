@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 from sealq.demo.standin import StandIn
-
 from tests.integration.cli_helpers import cli_env, standin_client
 
 # The `sealq.cli` package's own __init__ builds the whole parser; the probe stands in an empty

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
 from sealq.demo.standin import StandIn
 from sealq.dlq import (
     MoveTask,
@@ -28,7 +29,6 @@ from sealq.dlq import (
     stats,
     watch_check,
 )
-
 from tests.integration.cli_helpers import standin_client
 
 SECRET = "BODY-MUST-NOT-SHOW"

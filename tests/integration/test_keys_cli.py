@@ -25,6 +25,7 @@ from joserfc.jwk import KeySet
 from joserfc.registry import HeaderParameter
 from jwcrypto import jwe as jc_jwe
 from jwcrypto import jwk as jc_jwk
+
 from sealq.demo.standin import StandIn
 from sealq.envelope.jwe import OpeningKey, open_token, seal
 from sealq.envelope.raw import open_raw

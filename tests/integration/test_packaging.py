@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sealq.demo.standin import StandIn
 from sealq.envelope.attributes import ATTR_KEY_ID, ATTR_REASON
 from sealq.envelope.jwe import OpeningKey, open_token
-
 from tests.integration.cli_helpers import cli_env, sealq, standin_client, unwrap_kid
 from tests.integration.test_worker_e2e import (
     Setup,

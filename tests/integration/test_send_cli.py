@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sealq.aws.limits import SQS_MAX_MESSAGE_BYTES
 from sealq.demo.standin import StandIn
 from sealq.envelope.jwe import OpeningKey, open_token, parse

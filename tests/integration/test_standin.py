@@ -15,6 +15,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from sealq.demo.standin import StandIn, StandInError, ensure_installed
 
 if TYPE_CHECKING:  # stubs are a dev extra, not needed to run the tests

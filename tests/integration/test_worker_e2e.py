@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sealq.aws.clients import client
 from sealq.demo.standin import HOME_ENV, StandIn
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sealq.aws import clients as aws
 
 
@@ -38,6 +39,7 @@ def test_client_uses_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_missing_region_says_which_variable_to_set() -> None:
     from botocore.exceptions import NoRegionError
+
     from sealq.aws.errors import describe_aws_error
 
     message = describe_aws_error(NoRegionError(), "SendMessage")

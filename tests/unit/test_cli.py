@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sealq.cli.main import build_parser, main
 from sealq.cli.run import flag_help
 from sealq.errors import MissingExtraError

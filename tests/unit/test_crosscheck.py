@@ -11,9 +11,9 @@ from joserfc.jwk import ECKey, RSAKey
 from joserfc.registry import HeaderParameter
 from jwcrypto import jwe as jc_jwe
 from jwcrypto import jwk as jc_jwk
+
 from sealq.envelope.jwe import open_token, seal
 from sealq.envelope.jwk import jwk_to_sealing_key, public_key_to_jwk
-
 from tests.conftest import KEY_KINDS, KeyPair
 
 PLAINTEXT = "ünïcode and bytes \x00\x01".encode() * 7

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+
 from sealq.cli.dlq_render import _cell, render_breach, render_peek, render_stats
 from sealq.dlq.records import (
     UNLABELLED,

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
+
 from sealq.aws.limits import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES, entry_size
 from sealq.dlq.scan import SCAN_VISIBILITY_S, Scan, delete_messages, send_batches, send_entries
-
 from tests.unit.test_dlq import sqs_message
 
 

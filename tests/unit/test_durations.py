@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sealq.durations import format_duration, parse_duration
 
 

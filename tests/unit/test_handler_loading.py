@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from sealq.worker.handler import HandlerLoadError, Message, load_handler
 
 MODULE = "sealq_test_handlers"

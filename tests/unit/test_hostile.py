@@ -10,10 +10,10 @@ import re
 from typing import Any
 
 import pytest
+
 from sealq.envelope.b64 import b64url_decode, b64url_encode
 from sealq.envelope.jwe import OAEP_SHA256, open_token, seal
 from sealq.errors import OpenError, Reason
-
 from tests.conftest import KeyPair, vector_params
 
 MAX_BYTES = 64 * 1024

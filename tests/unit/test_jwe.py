@@ -8,10 +8,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
 from sealq.envelope.b64 import b64url_decode
 from sealq.envelope.jwe import TYP, OpeningKey, derive_kek, open_token, parse, seal, seal_at
 from sealq.errors import OpenError, Reason
-
 from tests.conftest import KEY_KINDS, KeyPair, load_vectors, vector_params
 
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from sealq.envelope.b64 import int_to_b64url
 from sealq.envelope.jwk import Alg, SealingKey, public_key_to_jwk
 from sealq.errors import JwksError, NoUsableKeyError
 from sealq.producer.jwks import choose_key, parse_jwks
-
 from tests.conftest import KeyPair
 
 NOW = 1_800_000_000

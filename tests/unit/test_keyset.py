@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+
 from sealq.keys.keyset import KeyRecord, Keyset, KeySpec, KeyState, UnknownKidError, new_kid
 from sealq.keys.store import KeysetError, parse_keyset
 from sealq.producer.jwks import choose_key, parse_jwks
-
 from tests.conftest import KeyPair
 
 T0 = datetime(2027, 1, 1, tzinfo=UTC)

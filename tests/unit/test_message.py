@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from sealq.aws.limits import SQS_MAX_MESSAGE_BYTES
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_KEY_ID
 from sealq.envelope.jwe import open_token
@@ -19,7 +20,6 @@ from sealq.producer.message import (
     build_entry,
     plan_batches,
 )
-
 from tests.conftest import KeyPair
 
 NOW = 1_800_000_000.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from sealq.aws.limits import SQS_MAX_MESSAGE_BYTES
 from sealq.envelope.attributes import ATTR_DETAIL, ATTR_REASON
 from sealq.errors import OpenError, Reason

@@ -15,6 +15,7 @@ from joserfc import jwe as rfc_jwe
 from joserfc.jwk import ECKey, RSAKey
 from jwcrypto import jwe as jc_jwe
 from jwcrypto import jwk as jc_jwk
+
 from sealq.envelope.jwe import seal_at
 from sealq.envelope.jwk import SealingKey, alg_for_key, public_key_to_jwk
 

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
 from sealq.envelope.b64 import B64_PADDING, URLSAFE_TO_STANDARD, b64url_encode, int_to_b64url
 from sealq.envelope.jwk import (
     CURVES,

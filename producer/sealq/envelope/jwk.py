@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from sealq.envelope.b64 import b64url_decode, int_to_b64url
 from sealq.errors import InvalidKidError, JwksError
 

@@ -16,6 +16,7 @@ import binascii
 import re
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sealq.envelope.jwe import OAEP_SHA256, OpeningKey
 from sealq.envelope.jwk import Alg
 from sealq.errors import OpenError, Reason

@@ -62,6 +62,7 @@ class AsyncProducer:
             self._keys = await asyncio.to_thread(PublicKeySet, jwks, clock=self._clock)
         if self._sqs is None:
             from aiobotocore.session import get_session
+
             from sealq.aws.clients import aio_client_config
 
             self._sqs = await self._stack.enter_async_context(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+
 from sealq.aws import clients as aws
 from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.cli.parser import OneLineArgumentParser

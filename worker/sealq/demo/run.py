@@ -21,6 +21,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
+
 from sealq.aws.clients import client
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_FORMAT, ATTR_KEY_ID
 from sealq.envelope.jwe import seal_at

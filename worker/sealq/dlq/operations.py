@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from botocore.exceptions import ClientError
+
 from sealq.aws.errors import AwsError, describe_aws_error, error_code
 from sealq.dlq.records import (
     DlqRecord,

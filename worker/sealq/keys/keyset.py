@@ -15,6 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from sealq.envelope.jwk import Alg, PublicKeyObject, SealingKey, public_key_to_jwk, validate_kid
 from sealq.errors import SealqError
 

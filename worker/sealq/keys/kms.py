@@ -14,6 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from sealq.envelope.jwe import OpeningKey
 from sealq.envelope.jwk import alg_for_key
 from sealq.errors import SealqError

@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
+
 from sealq.aws import clients as aws
 from sealq.aws.errors import describe_aws_error
 from sealq.errors import SealqError

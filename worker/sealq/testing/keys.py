@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from sealq.envelope.jwk import PrivateKeyObject, SealingKey, alg_for_key, public_key_to_jwk, validate_kid
 from sealq.keys.keyset import KeyRecord
 from sealq.producer.message import Entry, OutgoingMessage, build_entry

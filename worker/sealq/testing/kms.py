@@ -25,6 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
+
 from sealq.envelope.jwk import PrivateKeyObject, alg_for_key
 from sealq.keys.keyset import KeyRecord, Keyset, KeySpec, KeyState
 from sealq.keys.store import KeysetStore

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
+
 from sealq.aws.limits import SQS_MAX_ATTRIBUTES, SQS_MAX_MESSAGE_BYTES, message_size
 
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+
 from sealq.aws.errors import error_code
 
 log = logging.getLogger("sealq.worker")

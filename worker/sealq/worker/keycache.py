@@ -16,6 +16,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+
 from sealq.aws.errors import KMS_PERMANENT, error_code
 from sealq.envelope.jwe import OpeningKey
 from sealq.keys.kms import KeyShreddedError, decrypt_request, load_private_key

@@ -10,6 +10,7 @@ import os
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from sealq.errors import SealqError
 
 MAX_VISIBILITY_S = 12 * 3600
