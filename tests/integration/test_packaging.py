@@ -158,6 +158,12 @@ def test_the_base_install_names_the_missing_extra(client_venv: ClientVenv, tmp_p
         "except MissingExtraError as exc:\n"
         "    print(exc)\n"
     )
+    for package in ("sealq.worker", "sealq.keys"):  # importing them names the extra too
+        imported = _run([client_venv.python, "-c", f"import {package}"], env=env, cwd=tmp_path)
+        assert imported.returncode == 1
+        assert imported.stderr.splitlines()[-1] == (
+            f"sealq.errors.MissingExtraError: {package} needs the worker extra: pip install 'sealq[worker]'"
+        )
     sdk = _run([client_venv.python, "-c", code], env=env, cwd=tmp_path)
     assert (sdk.returncode, sdk.stdout) == (
         0,

@@ -1,6 +1,10 @@
 """Key pairs through KMS: the keyset document, where it is stored, and the lifecycle
 (create, rotate, expire, publish). Needs `sealq[worker]` (pydantic)."""
 
+from sealq.extras import require
+
+require("worker", "sealq.keys", "pydantic")  # one line naming the extra, not a bare ModuleNotFoundError
+
 from sealq.keys.keyset import KeyRecord, Keyset, KeySpec, KeyState, UnknownKidError
 from sealq.keys.kms import KeyShreddedError, create_key, unwrap
 from sealq.keys.store import KeysetError, KeysetNotFoundError, KeysetStore

@@ -4,6 +4,10 @@ settle each message (delete, retry later, or dead-letter with a reason).
 Handlers need only `Message` and `HandlerRejected`. Needs `sealq[worker]`.
 """
 
+from sealq.extras import require
+
+require("worker", "sealq.worker")  # one line naming the extra, not a bare ModuleNotFoundError
+
 from sealq.worker.classify import KeyIndex, classify
 from sealq.worker.handler import HandlerRejected, Message, load_handler
 from sealq.worker.keycache import KeyCache, KeyRefused, KeyUnavailable
