@@ -36,12 +36,36 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", '"': '\\"', "\\": "\\\\"}
+
+
+def _escape(ch: str) -> str:
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    if ch.isprintable():
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def text_value(value: object) -> str:
+    """One field value for a text line. Values come from clients (kid, client-id, message
+    id), so anything that could end the line, fake another field or drive the terminal
+    (newlines, `=`, spaces, quotes, ANSI escapes, other control or format characters) is
+    quoted and escaped, logfmt style; a plain token is printed as is."""
+    text = str(value)
+    if text and all(ch.isprintable() and ch not in ' "=\\' for ch in text):
+        return text
+    return '"' + "".join(_escape(ch) for ch in text) + '"'
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "sealq", {})
-        extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        extra = " ".join(f"{k}={text_value(v)}" for k, v in fields.items() if v is not None)
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        line = f"{stamp} {record.levelname.lower():<7} {record.getMessage()}"
+        message = "".join(ch if ch.isprintable() else _escape(ch) for ch in record.getMessage())
+        line = f"{stamp} {record.levelname.lower():<7} {message}"
         return f"{line} {extra}" if extra else line
 
 
