@@ -175,3 +175,20 @@ def test_selection_describes_itself_for_the_confirmation_prompt() -> None:
     assert Selection().describe() == "every message"
     text = Selection(reasons=frozenset({"key-expired"}), older_than_s=7 * 86400).describe()
     assert text == "messages with reason key-expired, older than 7d"
+
+
+def test_a_reason_sealq_never_writes_counts_as_unlabelled_and_prints_escaped() -> None:
+    forged = "key-expired\n\x1b[31mALERT fake"
+    records = [record("1", reason=forged), record("2", reason="nonsense"), record("3")]
+    assert [r.reported_reason for r in records] == [UNLABELLED, UNLABELLED, "key-expired"]
+    stats = aggregate(records)
+    assert stats.by_reason == {"key-expired": 1, UNLABELLED: 2}
+    assert [b.count for b in check_thresholds(records, [parse_threshold("key-expired=0")])] == [1]
+    assert Selection(reasons=frozenset({UNLABELLED})).matches(records[0])
+    assert records[0].view()["reason"] == UNLABELLED
+    text = render_peek(records) + render_stats("url", stats, truncated=False, in_flight=None)
+    assert "\x1b" not in text and "nonsense" not in text.split("by reason:")[1]
+    peek_lines = render_peek(records[:1]).splitlines()
+    assert len(peek_lines) == 1 + len(records[0].attributes)  # the newline did not add a line
+    assert peek_lines[0].split()[1] == UNLABELLED
+    assert "sealq-reason = key-expired??[31mALERT fake" in render_peek(records[:1])

@@ -43,7 +43,7 @@ def render_stats(url: str, stats: Stats, *, truncated: bool, in_flight: int | No
     if stats.groups:
         rows = [
             [
-                g.reason,
+                _cell(g.reason),
                 _cell(g.kid),
                 _cell(g.client_id),
                 str(g.count),
@@ -53,7 +53,7 @@ def render_stats(url: str, stats: Stats, *, truncated: bool, in_flight: int | No
             for g in stats.groups
         ]
         lines += ["", _table(["REASON", "KID", "CLIENT", "COUNT", "OLDEST", "NEWEST"], rows, (3,))]
-        lines += ["", "by reason: " + ", ".join(f"{r} {n}" for r, n in stats.by_reason.items())]
+        lines += ["", "by reason: " + ", ".join(f"{_cell(r)} {n}" for r, n in stats.by_reason.items())]
     lines += _notes(truncated, in_flight)
     return "\n".join(lines)
 
@@ -71,7 +71,7 @@ def render_peek(records: Sequence[DlqRecord]) -> str:
     blocks = []
     for r in records:
         lines = [
-            f"{_cell(r.message_id, 80)}  {r.reported_reason}  kid {_cell(r.kid)}  "
+            f"{_cell(r.message_id, 80)}  {_cell(r.reported_reason)}  kid {_cell(r.kid)}  "
             f"client {_cell(r.client_id)}  age {_age(r.age_s)}  size {r.size} "
             f"(body {r.body_size})  receives {_cell(r.receive_count)}"
         ]

@@ -26,6 +26,7 @@ UNLABELLED = "unlabelled"
 """Reported reason of a message without `sealq-reason`: SQS's own redrive policy moved it."""
 TOTAL = "total"
 REASONS: tuple[str, ...] = (*(r.value for r in Reason), UNLABELLED)
+_KNOWN = frozenset(r.value for r in Reason)
 MAX_VALUE_CHARS = 200
 """Attribute values come from clients; a report shows no more of one than this."""
 
@@ -49,7 +50,10 @@ class DlqRecord:
 
     @property
     def reported_reason(self) -> str:
-        return self.reason if self.reason is not None else UNLABELLED
+        """The reason sealq gave, else `unlabelled`: a `sealq-reason` value sealq never
+        writes (anyone who can send to the DLQ can set one) is not counted as a reason; the
+        raw value still shows, escaped, among `peek`'s attributes."""
+        return self.reason if self.reason in _KNOWN else UNLABELLED
 
     def view(self, *, with_attributes: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
