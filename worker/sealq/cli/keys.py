@@ -56,6 +56,23 @@ def _duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _grace(text: str) -> timedelta:
+    return timedelta(0) if text.strip() in ("0", "0s") else _duration(text)
+
+
+def _default_grace() -> timedelta:
+    from sealq.keys.shred import DEFAULT_KEY_GRACE_S
+
+    text = os.environ.get("SEALQ_KEY_GRACE_S", "").strip()
+    if not text:
+        return timedelta(seconds=DEFAULT_KEY_GRACE_S)
+    if not text.isdigit():
+        raise SealqError(
+            f"SEALQ_KEY_GRACE_S={text!r} is not a whole number of seconds; fix it or pass --grace"
+        )
+    return timedelta(seconds=int(text))
+
+
 def _need_keys() -> None:
     require("worker", "sealq keys", "pydantic")
 
@@ -107,7 +124,16 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = command("expire", "end a key now and erase its wrapped private key (crypto-shred)")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("kid", nargs="?", help="the key to end")
-    target.add_argument("--past", action="store_true", help="shred every key past its expiry")
+    target.add_argument(
+        "--past", action="store_true", help="shred every key expired longer ago than --grace (cron)"
+    )
+    p.add_argument(
+        "--grace",
+        type=_grace,
+        help="with --past: keep keys expired less than this long ago, as the worker still opens "
+        "messages sealed before expiry for its --key-grace-s (default: $SEALQ_KEY_GRACE_S, "
+        "else the worker's default, 5m)",
+    )
     p.set_defaults(func=cmd_expire)
 
     p = command("publish", "write the public keys as a JWKS for clients")
@@ -232,16 +258,28 @@ def cmd_expire(args: argparse.Namespace) -> int:
     store = _store(args)
     keyset = store.load()
     now = _now()
+    kept: list[KeyRecord] = []
+    grace = timedelta(0)
     if args.past:
-        targets = [r for r in keyset if r.expires_at <= now and r.wrapped_private_key]
+        from sealq.keys.shred import past_grace
+
+        grace = args.grace if args.grace is not None else _default_grace()
+        targets, kept = past_grace(keyset, now, grace)
+    elif args.grace is not None:
+        raise SealqError("--grace applies only with --past; `keys expire KID` ends that key now")
     else:
         targets = [keyset.get(args.kid)]
     for record in targets:
         keyset = keyset.with_record(record.shredded(now))
-    store.save(keyset)
+    if targets:
+        store.save(keyset)
     for record in targets:
         print(f"expired {record.kid}: wrapped private key erased")
-    if args.past and not targets:
+    for record in kept:
+        left = format_duration((record.expires_at + grace - now).total_seconds())
+        within = format_duration(grace.total_seconds())
+        print(f"kept {record.kid}: expired, but inside the {within} grace ({left} left)")
+    if args.past and not targets and not kept:
         print("no key past its expiry still holds a wrapped private key")
     return 0
 

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sealq.errors import SealqError
+from sealq.keys.shred import DEFAULT_KEY_GRACE_S
 
 MAX_VISIBILITY_S = 12 * 3600
 
@@ -51,7 +52,7 @@ class WorkerSettings(BaseSettings):
     backoff_max_s: float = Field(300.0, ge=0, le=MAX_VISIBILITY_S, description="longest retry delay")
     shutdown_grace_s: float = Field(25.0, ge=0, description="time running handlers get on SIGTERM")
     key_grace_s: int = Field(
-        300, ge=0, description="messages sealed before key expiry still open this long after"
+        DEFAULT_KEY_GRACE_S, ge=0, description="messages sealed before key expiry still open this long after"
     )
     keyset_refresh_s: float = Field(60.0, gt=0, description="re-read the keyset this often")
     crypto_threads: int = Field(
