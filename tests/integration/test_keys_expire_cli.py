@@ -1,8 +1,9 @@
-"""`sealq keys expire --past` on a local keyset file, as an operator runs them
+"""`sealq keys expire --past` and `keys list` on a local keyset file, as an operator runs them
 (subprocess). No AWS call is involved: shredding only edits the keyset."""
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,3 +74,15 @@ def test_grace_is_only_for_past(keyset: Path) -> None:
         "sealq: error: --grace applies only with --past; `keys expire KID` ends that key now"
     ]
     assert _wrapped(keyset)["live"]
+
+
+def test_list_shows_an_erased_key_as_shredded_not_its_time_left(keyset: Path) -> None:
+    sealq(_env(keyset), "keys", "expire", "live")
+    rows = {
+        line.split()[0]: line.split() for line in sealq(_env(keyset), "keys", "list").stdout.splitlines()[1:]
+    }
+    assert rows["live"][2] == "expired"
+    assert rows["live"][4] == "shredded"  # was "59m59s" left
+    assert rows["just-past"][4] == "0s"  # past expiry, private key still wrapped
+    listed = {k["kid"]: k for k in json.loads(sealq(_env(keyset), "keys", "list", "--json").stdout)["keys"]}
+    assert listed["live"]["private_key"] == "erased"

@@ -245,7 +245,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     current = keyset.current(now)
     print(f"{'KID':<28} {'SPEC':<14} {'STATUS':<8} {'EXPIRES':<21} {'LEFT':<8} PRIVATE KEY")
     for record, view in zip(keyset, views, strict=True):
-        left = format_duration((record.expires_at - now).total_seconds())
+        left = (
+            format_duration((record.expires_at - now).total_seconds())
+            if record.wrapped_private_key
+            else "shredded"
+        )
         mark = " *" if current is not None and record.kid == current.kid else ""
         print(
             f"{view['kid']:<28} {view['spec']:<14} {view['status']:<8} {view['expires_at']:<21} "
