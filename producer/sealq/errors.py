@@ -10,6 +10,7 @@ defined where they are raised (module in brackets) and importable from there::
     ├── NoUsableKeyError           every published key is expired or not yet valid
     ├── MessageTooLargeError       the sealed message would not fit in an SQS message
     ├── InvalidKidError            a key id does not match sealq's pattern (also ValueError)
+    ├── InvalidAttributeError      a message attribute SQS would reject, e.g. empty (also ValueError)
     ├── SendError                  SQS refused or was unreachable for a whole call
     ├── MissingExtraError          a feature needs `sealq[async]` / `sealq[worker]` (also ImportError)
     ├── SettingsError              [sealq.worker.settings] worker flags / SEALQ_* invalid
@@ -79,6 +80,10 @@ class MessageTooLargeError(SealqError):
 
 class InvalidKidError(SealqError, ValueError):
     """A key id does not match sealq's kid pattern."""
+
+
+class InvalidAttributeError(SealqError, ValueError):
+    """A message attribute value SQS would reject (an empty one); raised before any call."""
 
 
 class SendError(SealqError):

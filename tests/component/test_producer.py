@@ -23,7 +23,7 @@ from sealq.aws.limits import SQS_MAX_MESSAGE_BYTES
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID
 from sealq.envelope.jwe import open_token
 from sealq.envelope.jwk import public_key_to_jwk
-from sealq.errors import JwksError, NoUsableKeyError, SendError
+from sealq.errors import InvalidAttributeError, JwksError, NoUsableKeyError, SendError
 from sealq.producer import AsyncProducer, OutgoingMessage, Producer, PublicKeySet
 from tests.conftest import KeyPair
 
@@ -108,6 +108,22 @@ def test_send_one_message(sqs: Any, queue_url: str, ec_pair: KeyPair) -> None:
     assert _attr(received, ATTR_KEY_ID) == ec_pair.kid
     assert _attr(received, ATTR_CLIENT_ID) == "shop-1"
     assert open_token(received["Body"], ec_pair.opening) == b"order 17"
+
+
+def test_empty_attribute_values_are_refused_before_any_call(ec_pair: KeyPair) -> None:
+    class NoCalls:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"SQS {name} called")
+
+    with pytest.raises(InvalidAttributeError, match="client-id must not be empty"):
+        Producer("q", _jwks(ec_pair), client_id="", sqs_client=NoCalls(), clock=Clock())
+    with pytest.raises(InvalidAttributeError, match="client-id must not be empty"):
+        AsyncProducer("q", _jwks(ec_pair), client_id="", sqs_client=NoCalls(), clock=Clock())
+    producer = Producer("q", _jwks(ec_pair), sqs_client=NoCalls(), clock=Clock())
+    with pytest.raises(InvalidAttributeError, match="content-type must not be empty"):
+        producer.send_batch([b"a", OutgoingMessage(b"b", content_type="")])
+    with pytest.raises(InvalidAttributeError, match="trace must not be empty"):
+        producer.send(OutgoingMessage(b"c", attributes={"trace": ""}))
 
 
 def test_producer_creates_its_own_client(sqs: Any, queue_url: str, rsa_pair: KeyPair) -> None:

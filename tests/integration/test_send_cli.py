@@ -173,3 +173,27 @@ def test_too_large_line_is_reported_by_line_number(client: Client, sqs: Any, que
     assert [(f["line"], f["code"]) for f in summary["failed"]] == [(2, "MessageTooLarge")]
     received = receive_all(sqs, queue, 2)
     assert sorted(open_token(m["Body"], client.opening) for m in received) == [b"first", b"third"]
+
+
+@pytest.mark.parametrize("flag", ["--client-id", "--content-type"])
+def test_empty_attribute_is_refused_before_sending(client: Client, sqs: Any, queue: str, flag: str) -> None:
+    proc = sealq(
+        client.env,
+        "send",
+        "--queue-url",
+        queue,
+        "--jwks",
+        str(client.jwks),
+        flag,
+        "",
+        stdin=b"a\nb\n",
+        check=False,
+    )
+    assert proc.returncode == 1
+    name = flag.removeprefix("--")
+    assert proc.stderr.splitlines() == [
+        f"sealq: error: {name} must not be empty: SQS rejects empty attribute values; "
+        "leave it out or give a value"
+    ]
+    assert proc.stdout == ""  # no per-line failures: nothing reached SQS
+    assert receive_all(sqs, queue, 0) == []

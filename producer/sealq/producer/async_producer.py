@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from sealq.aws.errors import AwsError, describe_aws_error
+from sealq.envelope.attributes import ATTR_CLIENT_ID
 from sealq.errors import SendError
 from sealq.extras import require
 from sealq.producer.jwks import JwksInput, PublicKeySet
@@ -24,6 +25,7 @@ from sealq.producer.message import (
     batch_request,
     build_entries,
     build_entry,
+    check_attribute,
 )
 
 
@@ -46,6 +48,7 @@ class AsyncProducer:
     ) -> None:
         if sqs_client is None:
             require("async", "AsyncProducer")
+        check_attribute(ATTR_CLIENT_ID, client_id)
         self.queue_url = queue_url
         self.client_id = client_id
         self._jwks = jwks

@@ -14,7 +14,15 @@ from sealq.aws.limits import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES, SQS_MAX
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_KEY_ID
 from sealq.envelope.jwe import seal_at
 from sealq.envelope.jwk import SealingKey
-from sealq.errors import MessageTooLargeError
+from sealq.errors import InvalidAttributeError, MessageTooLargeError
+
+
+def check_attribute(name: str, value: str | None) -> None:
+    """SQS rejects an empty attribute value per entry, after the call; refuse it before."""
+    if value is not None and not value:
+        raise InvalidAttributeError(
+            f"{name} must not be empty: SQS rejects empty attribute values; leave it out or give a value"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +33,12 @@ class OutgoingMessage:
     client_id: str | None = None
     content_type: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_attribute(ATTR_CLIENT_ID, self.client_id)
+        check_attribute(ATTR_CONTENT_TYPE, self.content_type)
+        for name, value in self.attributes.items():
+            check_attribute(name, value)
 
     @property
     def plaintext(self) -> bytes:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sealq.aws.errors import AwsError, describe_aws_error
+from sealq.envelope.attributes import ATTR_CLIENT_ID
 from sealq.errors import SendError
 from sealq.producer.jwks import JwksInput, PublicKeySet
 from sealq.producer.message import (
@@ -18,6 +19,7 @@ from sealq.producer.message import (
     batch_request,
     build_entries,
     build_entry,
+    check_attribute,
 )
 
 
@@ -39,6 +41,7 @@ class Producer:
         retries: int = 2,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        check_attribute(ATTR_CLIENT_ID, client_id)
         self.queue_url = queue_url
         self.client_id = client_id
         self.keys = jwks if isinstance(jwks, PublicKeySet) else PublicKeySet(jwks, clock=clock)
