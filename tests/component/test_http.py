@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealq.producer.message import OutgoingMessage, build_entry
@@ -95,3 +97,47 @@ async def test_endpoints_answer_and_metrics_match_what_happened(tmp_path: Path) 
         assert (await _fetch(port, "/nope"))[0] == 404
     finally:
         await server.stop()
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    async with asyncio.timeout(5):
+        answer = await reader.read()
+    writer.close()
+    return answer
+
+
+async def test_an_over_long_request_is_answered_and_logged_in_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kms = FakeKMS()
+    store = write_keyset(
+        tmp_path / "keyset.json", record_for(kms, ec.generate_private_key(ec.SECP256R1()), "k")
+    )
+    settings = WorkerSettings(
+        queue_url="q", dlq_url="dlq", keyset=str(tmp_path / "keyset.json"), handler="x:y"
+    )
+    worker = Worker(
+        settings,
+        lambda m: asyncio.sleep(0),
+        sqs=MemorySQS(MemoryQueue("q"), MemoryQueue("dlq")),
+        kms=kms,
+        keystore=store,
+    )
+    server = HealthServer(worker, "127.0.0.1", 0)
+    port = await server.start()
+    caplog.set_level(logging.DEBUG)
+    try:
+        long_line = b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        assert (await _raw(port, long_line)).startswith(b"HTTP/1.1 414 URI Too Long\r\n")
+        long_header = b"GET /healthz HTTP/1.1\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n"
+        assert (await _raw(port, long_header)).startswith(b"HTTP/1.1 431 ")
+        assert (await _fetch(port, "/healthz"))[0] == 200  # still serving
+    finally:
+        await server.stop()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    refused = [r for r in caplog.records if r.getMessage() == "http request refused"]
+    assert [r.sealq["status"] for r in refused] == [414, 431]  # type: ignore[attr-defined]
+    assert "Traceback" not in caplog.text

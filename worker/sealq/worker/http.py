@@ -9,6 +9,8 @@ scrape time; nothing is added to the per-message path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -19,11 +21,24 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sealq.worker.logs import event
+
 if TYPE_CHECKING:
     from sealq.worker.pool import Worker
 
 STARTUP_S = 60.0
 """/healthz stays green this long before the first poll has to have completed."""
+
+
+_REASONS = {
+    200: "OK",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+log = logging.getLogger("sealq.worker")
 
 
 class WorkerCollector(Collector):
@@ -99,28 +114,55 @@ class HealthServer:
             return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
         return 404, "text/plain", b"not found: try /healthz, /readyz or /metrics\n"
 
+    async def _read_request(self, reader: asyncio.StreamReader) -> tuple[int, list[str]]:
+        """(0, request line words), or an error status for a line over the reader's limit
+        (64 KiB): 414 for the request line, 431 for a header."""
+        try:
+            request = await reader.readline()
+        except ValueError:  # asyncio's LimitOverrunError, as readline reports it
+            return 414, []
+        try:
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass
+        except ValueError:
+            return 431, []
+        return 0, request.decode("latin-1").split()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(5):
-                request = await reader.readline()
-                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-            parts = request.decode("latin-1").split()
-            if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
+                refused, parts = await self._read_request(reader)
+            if refused:
+                event(log, logging.WARNING, "http request refused", status=refused, why=_REASONS[refused])
+                status, ctype, body = refused, "text/plain", _REASONS[refused].lower().encode() + b"\n"
+            elif len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
                 status, ctype, body = 405, "text/plain", b"only GET\n"
             else:
                 status, ctype, body = self.route(parts[1].split("?", 1)[0])
-            reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
             head = (
-                f"HTTP/1.1 {status} {reason[status]}\r\nContent-Type: {ctype}\r\n"
+                f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             )
             writer.write(head.encode("latin-1") + (body if parts[:1] != ["HEAD"] else b""))
             await writer.drain()
+            if refused:
+                await _discard(reader, writer)
         except (TimeoutError, ConnectionError, UnicodeDecodeError):
             pass
         finally:
             writer.close()
+
+
+async def _discard(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After refusing a request whose rest is still arriving: end our side, then read and
+    drop what the client still sends (bounded), so closing does not reset the connection
+    before the client has read the answer."""
+    writer.write_eof()
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(1):
+            for _ in range(64):
+                if not await reader.read(65536):
+                    break
 
 
 def probe(url: str, timeout_s: float = 3.0) -> tuple[bool, str]:
