@@ -4,6 +4,7 @@ process (SIGTERM, SIGKILL), a KMS outage through a loopback proxy, and what reac
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -22,13 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealq.aws.clients import client
 from sealq.demo.standin import HOME_ENV, StandIn
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID
 from sealq.envelope.jwe import seal_at
 from sealq.keys.keyset import KeyRecord, Keyset, KeySpec
-from sealq.keys.kms import create_key
+from sealq.keys.kms import create_key, decrypt_request, load_private_key
 from sealq.keys.store import KeysetStore
 from sealq.worker.app import open_clients
 from sealq.worker.handler import Message
@@ -362,7 +365,41 @@ def _secrets_in(text: str, needles: list[str]) -> list[str]:
     return [n for n in needles if n in text]
 
 
-FORBIDDEN = ["PRIVATE KEY", "BEGIN", "MII"]
+FORBIDDEN = ["PRIVATE KEY", "BEGIN", "MII", "MIG", "MIH"]
+"""PEM markers, and how base64 of a PKCS#8 private key starts: MII (RSA), MIG (P-256), MIH (P-384)."""
+
+
+def _encodings(raw: bytes) -> list[str]:
+    """How `raw` could reach a log line: base64 (standard and url-safe), hex, the Python
+    repr a `%s` of a boto3 response shows (also as a JSON log line escapes it): each whole
+    and as two 32-character windows, so a truncated or re-wrapped copy is still found."""
+    forms = [
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        raw.hex(),
+        raw.hex().upper(),
+        repr(raw)[2:-1],
+    ]
+    windows = [f for form in forms for f in (form, form[8:40], form[len(form) // 2 : len(form) // 2 + 32])]
+    return sorted({w for f in windows for w in (f, json.dumps(f)[1:-1])})
+
+
+def _key_material(s: Setup) -> list[str]:
+    """This run's private key in every form the worker handles it: the wrapped blob from the
+    keyset, the DER KMS Decrypt returns (what the worker unwraps), its PKCS#8 re-encoding
+    and the private scalar."""
+    wrapped = s.record.wrapped_private_key
+    assert wrapped is not None
+    der = s.kms.decrypt(**decrypt_request(s.record))["Plaintext"]
+    key = load_private_key(s.record, der).private_key
+    pkcs8 = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    scalar = key.private_numbers().private_value
+    needles = [wrapped, *_encodings(base64.b64decode(wrapped)), *_encodings(der), *_encodings(pkcs8)]
+    needles += [*_encodings(scalar.to_bytes(32, "big")), str(scalar)[10:40]]
+    return needles
 
 
 def test_run_logs_carry_no_plaintext_keys_or_bodies(setup: Setup) -> None:
@@ -380,6 +417,7 @@ def test_run_logs_carry_no_plaintext_keys_or_bodies(setup: Setup) -> None:
     assert '"handled"' in logs and '"dead-lettered"' in logs  # debug logging really was on
     needles = [secret, plain_body, tampered, *bodies, *FORBIDDEN, s.record.public_key[:40]]
     needles += [part for b in bodies for part in b.split(".") if len(part) >= 20]
+    needles += _key_material(s)
     assert _secrets_in(logs, needles) == []
 
 
