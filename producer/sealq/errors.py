@@ -47,6 +47,7 @@ class Reason(StrEnum):
     UNKNOWN_KEY = "unknown-key"
     KEY_EXPIRED = "key-expired"
     DECRYPT_FAILED = "decrypt-failed"
+    KEY_UNAVAILABLE = "key-unavailable"
     HANDLER_REJECTED = "handler-rejected"
     HANDLER_ERROR = "handler-error"
 

@@ -121,6 +121,13 @@ def test_aggregate_counts_by_reason_kid_and_client() -> None:
     assert aggregate([]).view()["oldest_age_s"] is None
 
 
+def test_key_unavailable_is_a_reason_dlq_commands_count_filter_and_watch() -> None:
+    assert parse_reason("key-unavailable") == "key-unavailable"
+    assert parse_threshold("key-unavailable=0").name == "key-unavailable"
+    stats = aggregate([record("1", reason="key-unavailable"), record("2", reason="key-unavailable")])
+    assert stats.by_reason == {"key-unavailable": 2}
+
+
 def test_thresholds_parse_and_name_who_is_behind() -> None:
     assert parse_threshold("key-expired=0").limit == 0
     assert parse_threshold(" TOTAL = 12 ").name == "total"

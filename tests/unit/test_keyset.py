@@ -159,6 +159,23 @@ def test_new_kid_is_valid_and_unique() -> None:
     assert new_kid(KeySpec.ECC_NIST_P384, T0).startswith("p384-")
 
 
+def test_keyset_with_an_alg_that_does_not_fit_the_key_spec_fails_to_load_naming_the_kid(
+    ec_pair: KeyPair,
+) -> None:
+    # An RSA alg on a P-256 key could never open a message; loading such a keyset must fail
+    # (the worker keeps its last good keyset) instead of costing a KMS Decrypt per delivery.
+    document = json.loads(Keyset().with_record(_record(ec_pair, "p256-bad")).model_dump_json())
+    document["keys"][0]["alg"] = "RSA-OAEP-256"
+    with pytest.raises(KeysetError) as caught:
+        parse_keyset(json.dumps(document).encode(), "ks.json")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "ks.json is not a valid sealq keyset" in message and "'p256-bad'" in message
+    assert "RSA-OAEP-256" in message and "ECC_NIST_P256" in message
+    with pytest.raises(ValueError, match="p256-bad"):  # built in code, too
+        KeyRecord(**{**_record(ec_pair, "p256-bad").model_dump(), "alg": "RSA-OAEP-256"})
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

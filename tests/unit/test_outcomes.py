@@ -72,18 +72,51 @@ def test_shutdown_before_the_handler_started_releases() -> None:
 
 
 @pytest.mark.parametrize("max_attempts", [1, 3])
-@pytest.mark.parametrize("code", ["ThrottlingException", "KMSInternalException", "EndpointConnectionError"])
-def test_kms_unavailable_retries_after_the_kms_delay_never_dead_letters(max_attempts: int, code: str) -> None:
-    # `key_failed` takes no receive count: even with max_attempts=1 (every delivery is the
-    # last attempt), a KMS outage or throttling is a retry.
-    error = KeyUnavailable(f"KMS Decrypt for ec-live failed: {code}")
-    outcome = rules(max_attempts=max_attempts, kms_retry_s=15).key_failed(error)
+@pytest.mark.parametrize("receive_count", [1, 3, 4, 10_000])
+@pytest.mark.parametrize(
+    "code", ["ThrottlingException", "KMSInternalException", "EndpointConnectionError", "ReadTimeoutError", ""]
+)
+def test_kms_unavailable_retries_after_the_kms_delay_never_dead_letters(
+    max_attempts: int, receive_count: int, code: str
+) -> None:
+    # Throttling, an outage or a lost connection never uses up attempts: even with
+    # max_attempts=1 (every delivery is the last attempt), at any receive count, it is a retry.
+    error = KeyUnavailable(f"KMS Decrypt for ec-live failed: {code}", code)
+    outcome = rules(max_attempts=max_attempts, kms_retry_s=15).key_failed(error, receive_count)
     assert outcome == RetryAfter(15, "kms-unavailable", str(error))
+
+
+MISCONFIGURED = [
+    "NotFoundException",
+    "DisabledException",
+    "KMSInvalidStateException",
+    "AccessDeniedException",
+]
+
+
+@pytest.mark.parametrize("code", MISCONFIGURED)
+@pytest.mark.parametrize("receive_count", [1, 2])
+def test_misconfigured_cmk_below_max_attempts_retries_after_the_kms_delay(
+    code: str, receive_count: int
+) -> None:
+    error = KeyUnavailable(f"KMS Decrypt for ec-live failed: {code}", code)
+    outcome = rules(max_attempts=3, kms_retry_s=15).key_failed(error, receive_count)
+    assert outcome == RetryAfter(15, "kms-unavailable", str(error))
+
+
+@pytest.mark.parametrize("code", MISCONFIGURED)
+@pytest.mark.parametrize("receive_count", [3, 4, 50])
+def test_misconfigured_cmk_at_max_attempts_dead_letters_key_unavailable_with_the_code(
+    code: str, receive_count: int
+) -> None:
+    error = KeyUnavailable(f"KMS Decrypt for ec-live failed: {code}", code)
+    outcome = rules(max_attempts=3).key_failed(error, receive_count)
+    assert outcome == DeadLetter(Reason.KEY_UNAVAILABLE, code)
 
 
 def test_kms_refusing_the_wrapped_key_dead_letters_decrypt_failed() -> None:
     error = KeyRefused("KMS refused the wrapped key for ec-live: InvalidCiphertextException")
-    assert rules().key_failed(error) == DeadLetter(Reason.DECRYPT_FAILED, str(error))
+    assert rules().key_failed(error, 1) == DeadLetter(Reason.DECRYPT_FAILED, str(error))
 
 
 @pytest.mark.parametrize("fresh", [False, True])

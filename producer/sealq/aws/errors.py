@@ -14,6 +14,11 @@ from botocore.exceptions import (
 AwsError = (BotoCoreError, ClientError)
 KMS_PERMANENT = frozenset({"InvalidCiphertextException", "IncorrectKeyException"})
 """KMS saying the wrapped key or its EncryptionContext is wrong: retrying cannot help."""
+KMS_MISCONFIGURED = frozenset(
+    {"NotFoundException", "DisabledException", "KMSInvalidStateException", "AccessDeniedException"}
+)
+"""KMS saying the CMK is missing, disabled, pending deletion or denied to us: retrying helps
+only once an operator fixes it (unlike throttling or an outage, which pass by themselves)."""
 _NO_QUEUE_CODES = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
 )

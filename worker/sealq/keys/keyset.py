@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sealq.envelope.jwk import Alg, PublicKeyObject, SealingKey, public_key_to_jwk, validate_kid
 from sealq.errors import SealqError
@@ -106,6 +106,17 @@ class KeyRecord(BaseModel):
         """Kept to the microsecond: it orders keys made within the same second (a rotate
         right after a create), where not-before and expiry tie."""
         return _utc(value)
+
+    @model_validator(mode="after")
+    def _alg_fits_spec(self) -> KeyRecord:
+        """A key pair of one spec can only open one alg: a record saying otherwise could
+        never open a message (and would cost a KMS Decrypt on every try)."""
+        if self.alg is not self.key_spec.alg:
+            raise ValueError(
+                f"key {self.kid!r} has alg {self.alg.value} but its key_spec {self.key_spec.value} "
+                f"takes {self.key_spec.alg.value}; fix the record's alg"
+            )
+        return self
 
     def encryption_context(self) -> dict[str, str]:
         """Bound into the wrapped key by KMS: editing kid or expiry makes Decrypt refuse."""

@@ -62,6 +62,12 @@ class WorkerCollector(Collector):
         for (reason, kid), count in sorted(s.dead_lettered.items()):
             dead.add_metric([reason, kid], count)
         yield dead
+        kms = CounterMetricFamily(
+            "sealq_kms_errors", "Failed KMS Decrypt calls by error code", labels=["code"]
+        )
+        for code, count in sorted(w.keys.kms_errors.items()):
+            kms.add_metric([code], count)
+        yield kms
         yield GaugeMetricFamily("sealq_key_cache_entries", "Unwrapped keys held", value=len(w.keys))
         yield GaugeMetricFamily("sealq_in_flight", "Received, not yet finished", value=w.in_flight)
         yield GaugeMetricFamily("sealq_ready", "1 while ready for work", value=1 if w.ready else 0)

@@ -88,11 +88,14 @@ class Rules:
             return UNKNOWN_KEY
         return RetryAfter(max(1, math.ceil(next_read_in_s)), "unknown-kid", kid)
 
-    def key_failed(self, error: KeyUnavailable | KeyRefused) -> Outcome:
-        """Takes no receive count on purpose: a KMS outage or throttling never uses up a
-        message's attempts, however long it lasts."""
+    def key_failed(self, error: KeyUnavailable | KeyRefused, receive_count: int) -> Outcome:
+        """A KMS outage or throttling never uses up a message's attempts, however long it
+        lasts. Only a CMK that is missing, disabled or denied (`misconfigured`) counts the
+        receive count: that needs an operator, so after max_attempts it is key-unavailable."""
         if isinstance(error, KeyRefused):
             return DeadLetter(Reason.DECRYPT_FAILED, str(error))
+        if error.misconfigured and receive_count >= self.max_attempts:
+            return DeadLetter(Reason.KEY_UNAVAILABLE, error.code)
         return RetryAfter(self.kms_retry_s, "kms-unavailable", str(error))
 
     def open_failed(self, error: OpenError) -> DeadLetter:

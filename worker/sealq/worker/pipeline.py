@@ -146,7 +146,7 @@ class Pipeline:
             try:
                 key = await self._keyring.key(verdict.entry)  # one KMS Decrypt per kid
             except (KeyUnavailable, KeyRefused) as exc:
-                return self._rules.key_failed(exc)
+                return self._rules.key_failed(exc, item.receive_count)
             (opened,) = await self._open([(verdict.parsed, key, item.body)])
         if isinstance(opened, OpenError):
             return self._rules.open_failed(opened)
