@@ -3,8 +3,9 @@
 Everything here follows from "nothing is lost": a message is deleted only after its handler
 succeeded or its copy is safely in the DLQ (DLQ first, then delete; a failed DLQ send is a
 retry, never a delete). Deletes and visibility changes are batched (`batcher.Batcher`) and
-retried while their receipts can still be valid. The outcome counters and per-message logs
-are kept here too, with ids, kid, reason and latency only: never bodies or plaintext.
+retried while their receipts can still be valid (until each message's `visible_until`).
+The outcome counters and per-message logs are kept here too, with ids, kid, reason and
+latency only: never bodies or plaintext.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ class Settler:
 
     def extend(self, item: InFlight, seconds: int) -> None:
         """Heartbeat: keep a running message invisible; not an outcome, so nothing finishes."""
-        self._visibility.submit({"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds}, _ignore)
+        self._visibility.submit(
+            {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds}, _ignore, item.visible_until
+        )
 
     async def close(self) -> None:
         """Send every queued delete and visibility change and wait for their answers."""
@@ -158,13 +161,14 @@ class Settler:
             self._leases.finish(item)
 
         item.settling = True
-        self._deleter.submit({"ReceiptHandle": item.receipt}, done)
+        self._deleter.submit({"ReceiptHandle": item.receipt}, done, item.visible_until)
 
     def _set_visibility(self, item: InFlight, seconds: int) -> None:
         item.settling = True
         self._visibility.submit(
             {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds},
             lambda ok: self._leases.finish(item),
+            item.visible_until,
         )
 
 
