@@ -15,6 +15,7 @@ import time
 from typing import Any, assert_never
 
 from sealq.aws.errors import error_code
+from sealq.aws.limits import fits
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID
 from sealq.worker.batcher import SQS_ERRORS, Batcher
 from sealq.worker.leases import InFlight, Leases
@@ -125,13 +126,15 @@ class Settler:
     async def _dead_letter(self, item: InFlight, outcome: DeadLetter) -> None:
         reason = outcome.reason
         kid = self._kid_label(item.attributes.get(ATTR_KEY_ID, ""))
+        attributes = dead_letter_attributes(
+            item.raw_attributes, reason, outcome.detail, body_bytes=len(item.body.encode())
+        )
+        if not fits(item.body, attributes):
+            self._unfit(item)
+            return
         try:
             await self._sqs.send_message(
-                QueueUrl=self._dlq_url,
-                MessageBody=item.body,
-                MessageAttributes=dead_letter_attributes(
-                    item.raw_attributes, reason, outcome.detail, body_bytes=len(item.body.encode())
-                ),
+                QueueUrl=self._dlq_url, MessageBody=item.body, MessageAttributes=attributes
             )
         except SQS_ERRORS as exc:
             self.retry(item, self._rules.dead_letter_unsent(error_code(exc), item.receive_count))
@@ -147,6 +150,19 @@ class Settler:
             reason=reason.value,
         )
         self._delete(item)
+
+    def _unfit(self, item: InFlight) -> None:
+        """No DLQ copy can hold it, even with the reason alone: SQS would refuse every try."""
+        self._stats.dead_letter_unfit += 1
+        outcome = self._rules.dead_letter_unfit()
+        event(
+            log,
+            logging.ERROR,
+            "too large for a dead-letter copy; left to the queue's redrive policy",
+            message_id=item.message_id,
+            retry_in_s=outcome.seconds,
+        )
+        self._set_visibility(item, outcome.seconds)
 
     def _delete(self, item: InFlight) -> None:
         def done(ok: bool) -> None:
