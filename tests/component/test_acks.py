@@ -101,5 +101,5 @@ async def test_entry_is_given_up_once_its_receipt_may_have_lapsed() -> None:
     batcher.submit({"ReceiptHandle": "r"}, results.append, deadline=started + 1.0)
     await until(lambda: bool(results), timeout=3, what="the entry given up")
     assert results == [False] and batcher.failed_entries == 1
-    assert calls >= 4  # kept trying (0.1, 0.2, 0.2 s apart) until the receipt's last moment
-    assert time.monotonic() - started < 1.0
+    # kept trying (0.1, 0.2, 0.2 s apart) until the receipt's last moment, and no longer
+    assert 3 <= calls <= 6
