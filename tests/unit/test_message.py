@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sealq.aws.limits import SQS_MAX_MESSAGE_BYTES
+from sealq.aws.limits import PRODUCER_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_KEY_ID
 from sealq.envelope.jwe import open_token
 from sealq.producer.message import (
@@ -93,8 +93,24 @@ def test_too_large_message_says_how_big_and_what_to_do(ec_pair: KeyPair) -> None
     from sealq.errors import MessageTooLargeError
 
     build_entry(0, OutgoingMessage(b"x" * NEAR_LIMIT), ec_pair.sealing, NOW)  # fits
-    with pytest.raises(MessageTooLargeError, match=r"at most 1048576.*send a reference"):
+    with pytest.raises(MessageTooLargeError, match=r"at most 1048064.*send a reference"):
         build_entry(0, OutgoingMessage(b"x" * (SQS_MAX_MESSAGE_BYTES * 3 // 4)), ec_pair.sealing, NOW)
+
+
+def test_producer_leaves_room_for_the_dead_letter_reason(ec_pair: KeyPair) -> None:
+    """The issue's 1,048,556-byte message fitted SQS but not SQS with a `sealq-reason`."""
+    from sealq.errors import MessageTooLargeError
+
+    n = (SQS_MAX_MESSAGE_BYTES - 1100) * 3 // 4
+    size = 0
+    while True:  # the largest plaintext the producer takes
+        try:
+            size = build_entry(0, OutgoingMessage(b"x" * n), ec_pair.sealing, NOW).size
+        except MessageTooLargeError:
+            break
+        n += 1
+    assert PRODUCER_MAX_MESSAGE_BYTES - 2 <= size <= PRODUCER_MAX_MESSAGE_BYTES
+    assert size + 100 < 1_048_556 and PRODUCER_MAX_MESSAGE_BYTES + 512 == SQS_MAX_MESSAGE_BYTES
 
 
 def test_build_entries_turns_too_large_into_failed_entry(ec_pair: KeyPair) -> None:

@@ -7,13 +7,15 @@ import random
 
 import pytest
 
-from sealq.aws.limits import SQS_MAX_MESSAGE_BYTES
+from sealq.aws.limits import DLQ_HEADROOM_BYTES, SQS_MAX_MESSAGE_BYTES, attribute_size, attributes_size, fits
 from sealq.envelope.attributes import ATTR_DETAIL, ATTR_REASON
 from sealq.errors import OpenError, Reason
 from sealq.worker.classify import Reject
 from sealq.worker.handler import HandlerRejected
 from sealq.worker.keycache import KeyRefused, KeyUnavailable
 from sealq.worker.outcomes import (
+    MAX_DETAIL_CHARS,
+    UNFIT_RETRY_MIN_S,
     DeadLetter,
     Delete,
     Release,
@@ -187,3 +189,32 @@ def test_a_body_at_the_size_limit_still_fits_with_its_reason() -> None:
     size = body + sum(len(k) + len(v["DataType"]) + len(v["StringValue"]) for k, v in out.items())
     assert size <= SQS_MAX_MESSAGE_BYTES
     assert out[ATTR_REASON]["StringValue"] == "decrypt-failed" and "key-id" in out
+
+
+def test_producer_headroom_holds_the_longest_reason_and_a_full_detail() -> None:
+    detail = attribute_size(ATTR_DETAIL, _attr("d" * MAX_DETAIL_CHARS))
+    for reason in Reason:
+        assert attribute_size(ATTR_REASON, _attr(reason.value)) + detail <= DLQ_HEADROOM_BYTES, reason
+
+
+def test_a_copy_keeps_its_reason_by_dropping_key_id_last() -> None:
+    """As in the issue: the message fitted SQS, and the reason fits with the body but not also
+    with key-id."""
+    original = {"key-id": _attr("ec-live"), "client-id": _attr("c")}
+    body = SQS_MAX_MESSAGE_BYTES - 40
+    out = dead_letter_attributes(original, Reason.HANDLER_REJECTED, "why", body_bytes=body)
+    assert out == {ATTR_REASON: _attr("handler-rejected")}
+    assert fits("b" * body, out)
+
+
+def test_sizes_are_utf8_bytes_not_characters() -> None:
+    original = {"key-id": _attr("k1"), "client-id": _attr("é" * 300)}  # 600 bytes, 300 characters
+    body = SQS_MAX_MESSAGE_BYTES - 640  # fits if client-id were 300 bytes, not if 600
+    out = dead_letter_attributes(original, Reason.MALFORMED, body_bytes=body)
+    assert body + attributes_size(out) <= SQS_MAX_MESSAGE_BYTES and "client-id" not in out
+    assert not fits("é" * (SQS_MAX_MESSAGE_BYTES // 2 + 1))
+
+
+def test_a_copy_that_cannot_fit_waits_long_between_deliveries() -> None:
+    assert rules(backoff_s=0).dead_letter_unfit().seconds == UNFIT_RETRY_MIN_S
+    assert rules(backoff_s=3600).dead_letter_unfit().seconds == 3600

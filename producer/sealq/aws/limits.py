@@ -19,6 +19,14 @@ SQS_MAX_BATCH_ENTRIES = 10
 """Entries per batch call, and messages per ReceiveMessage."""
 SQS_MAX_ATTRIBUTES = 10
 """Message attributes per message."""
+DLQ_HEADROOM_BYTES = 512
+"""What a sealq producer leaves free below SQS_MAX_MESSAGE_BYTES, so the worker's dead-letter
+copy of any message it made still fits with its reason: `sealq-reason` costs 12 (name) + 6
+("String") + its value (at most 21 bytes today; 64 allowed for), `sealq-detail` 12 + 6 + at
+most 200 bytes; 300 in all, rounded up to 512 so reasons added later need no producer change.
+That is 0.05% of the limit."""
+PRODUCER_MAX_MESSAGE_BYTES = SQS_MAX_MESSAGE_BYTES - DLQ_HEADROOM_BYTES
+"""The largest message (body plus attributes) a sealq producer sends."""
 
 
 def attribute_size(name: str, value: Mapping[str, Any]) -> int:
@@ -37,6 +45,11 @@ def attributes_size(attributes: Mapping[str, Mapping[str, Any]]) -> int:
 def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]] | None = None) -> int:
     """Bytes SQS counts for a message with these attributes."""
     return len(body.encode()) + (attributes_size(attributes) if attributes else 0)
+
+
+def fits(body: str, attributes: Mapping[str, Mapping[str, Any]] | None = None) -> bool:
+    """Whether SQS takes a message with this body and these attributes, size-wise."""
+    return message_size(body, attributes) <= SQS_MAX_MESSAGE_BYTES
 
 
 def string_attributes_size(attributes: Mapping[str, str]) -> int:

@@ -10,7 +10,12 @@ from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sealq.aws.limits import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES, message_size
+from sealq.aws.limits import (
+    PRODUCER_MAX_MESSAGE_BYTES,
+    SQS_MAX_BATCH_BYTES,
+    SQS_MAX_BATCH_ENTRIES,
+    message_size,
+)
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_KEY_ID
 from sealq.envelope.jwe import seal_at
 from sealq.envelope.jwk import SealingKey
@@ -90,7 +95,8 @@ def as_message(item: OutgoingMessage | bytes | str, client_id: str | None) -> Ou
 
 
 def build_entry(index: int, message: OutgoingMessage, key: SealingKey, now: float) -> Entry:
-    """Seal one message and attach its attributes; MessageTooLargeError past the SQS limit."""
+    """Seal one message and attach its attributes; MessageTooLargeError past the SQS limit
+    less DLQ_HEADROOM_BYTES (room for the reason a dead-letter copy carries)."""
     body = seal_at(message.plaintext, key, now).decode("ascii")
     attrs: dict[str, str] = dict(message.attributes)
     attrs[ATTR_KEY_ID] = key.kid
@@ -100,10 +106,10 @@ def build_entry(index: int, message: OutgoingMessage, key: SealingKey, now: floa
         attrs[ATTR_CONTENT_TYPE] = message.content_type
     sqs_attrs = {name: {"DataType": "String", "StringValue": v} for name, v in attrs.items()}
     size = message_size(body, sqs_attrs)
-    if size > SQS_MAX_MESSAGE_BYTES:
+    if size > PRODUCER_MAX_MESSAGE_BYTES:
         raise MessageTooLargeError(
-            f"message {index} is {size} bytes once sealed; SQS accepts at most "
-            f"{SQS_MAX_MESSAGE_BYTES} (about {SQS_MAX_MESSAGE_BYTES * 3 // 4 - 1024} bytes of "
+            f"message {index} is {size} bytes once sealed; sealq sends at most "
+            f"{PRODUCER_MAX_MESSAGE_BYTES} (about {PRODUCER_MAX_MESSAGE_BYTES * 3 // 4 - 1024} bytes of "
             "plaintext): split it or store the payload elsewhere and send a reference"
         )
     return Entry(index, body, sqs_attrs, size)

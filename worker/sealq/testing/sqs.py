@@ -4,8 +4,10 @@ For fast tests of outcomes and for the benchmark (decrypt-and-dispatch throughpu
 network noise). Async methods take and return what aiobotocore does. Rules kept: long polls
 wait for a message or the deadline; a received message is invisible for its visibility
 timeout and comes back (receive count + 1) unless deleted; a receipt handle works only
-while its message is still invisible under that receive; SendMessage refuses what SQS refuses (more
-than ten attributes, empty string values, body plus attributes over 1 MiB).
+while its message is still invisible under that receive; SendMessage and SendMessageBatch
+refuse what SQS refuses (an empty body, more than ten attributes, an empty value, a name SQS
+reserves or cannot take, body plus attributes over 1 MiB counted in UTF-8 bytes; a batch over
+ten entries or 1 MiB in all).
 Not kept: FIFO, message retention, redrive policies, a network.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -20,7 +23,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from sealq.aws.limits import SQS_MAX_ATTRIBUTES, SQS_MAX_MESSAGE_BYTES, message_size
+from sealq.aws.limits import (
+    SQS_MAX_ATTRIBUTES,
+    SQS_MAX_BATCH_BYTES,
+    SQS_MAX_BATCH_ENTRIES,
+    SQS_MAX_MESSAGE_BYTES,
+    message_size,
+)
 
 
 @dataclass(slots=True)
@@ -188,18 +197,66 @@ class MemorySQS:
     async def send_message(self, **kw: Any) -> dict[str, Any]:
         queue = self.queues[kw["QueueUrl"]]
         body, attributes = kw["MessageBody"], kw.get("MessageAttributes") or {}
-        _check_send(body, attributes)
+        problem = send_problem(body, attributes)
+        if problem is not None:
+            raise _refused("InvalidParameterValue", problem, "SendMessage")
         return {"MessageId": queue.put(body, attributes)}
 
+    async def send_message_batch(self, **kw: Any) -> dict[str, Any]:
+        queue = self.queues[kw["QueueUrl"]]
+        entries = kw["Entries"]
+        if not entries:
+            raise _refused("EmptyBatchRequest", "There should be at least one entry", "SendMessageBatch")
+        if len(entries) > SQS_MAX_BATCH_ENTRIES:
+            raise _refused("TooManyEntriesInBatchRequest", "At most 10 entries", "SendMessageBatch")
+        total = sum(message_size(e["MessageBody"], e.get("MessageAttributes")) for e in entries)
+        if total > SQS_MAX_BATCH_BYTES:
+            raise _refused(
+                "BatchRequestTooLong",
+                f"Batch requests cannot be longer than {SQS_MAX_BATCH_BYTES} bytes",
+                "SendMessageBatch",
+            )
+        ok, failed = [], []
+        for entry in entries:
+            attributes = entry.get("MessageAttributes") or {}
+            problem = send_problem(entry["MessageBody"], attributes)
+            if problem is None:
+                ok.append({"Id": entry["Id"], "MessageId": queue.put(entry["MessageBody"], attributes)})
+            else:
+                failed.append(
+                    {
+                        "Id": entry["Id"],
+                        "Code": "InvalidParameterValue",
+                        "Message": problem,
+                        "SenderFault": True,
+                    }
+                )
+        return {"Successful": ok, "Failed": failed}
 
-def _check_send(body: str, attributes: dict[str, Any]) -> None:
-    """Refuse, as SQS does (InvalidParameterValue), a message SQS would not take."""
-    problem = None
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,256}")
+_RESERVED = ("aws.", "amazon.")
+
+
+def send_problem(body: str, attributes: dict[str, Any]) -> str | None:
+    """Why SQS would refuse (InvalidParameterValue) this message, or None if it takes it."""
+    if not body:
+        return "The request must contain the parameter MessageBody"
     if len(attributes) > SQS_MAX_ATTRIBUTES:
-        problem = f"Number of message attributes [{len(attributes)}] exceeds the allowed maximum"
-    elif any(v.get("StringValue", None) == "" for v in attributes.values()):
-        problem = "Message attribute values must not be empty"
-    elif message_size(body, attributes) > SQS_MAX_MESSAGE_BYTES:
-        problem = f"Message must be shorter than {SQS_MAX_MESSAGE_BYTES} bytes"
-    if problem is not None:
-        raise ClientError({"Error": {"Code": "InvalidParameterValue", "Message": problem}}, "SendMessage")
+        return f"Number of message attributes [{len(attributes)}] exceeds the allowed maximum"
+    for name, value in attributes.items():
+        if name.lower().startswith(_RESERVED):
+            return f"Message attribute name {name!r} is reserved for use by SQS"
+        if _NAME.fullmatch(name) is None or name.startswith(".") or name.endswith(".") or ".." in name:
+            return f"Message attribute name {name!r} is invalid"
+        if not str(value.get("DataType", "")).startswith(("String", "Number", "Binary")):
+            return f"Message attribute {name!r} has no valid DataType"
+        if value.get("StringValue", value.get("BinaryValue")) in (None, "", b""):
+            return f"Message attribute {name!r} must contain a non-empty value"
+    if message_size(body, attributes) > SQS_MAX_MESSAGE_BYTES:
+        return f"Message must be shorter than {SQS_MAX_MESSAGE_BYTES} bytes"
+    return None
+
+
+def _refused(code: str, message: str, operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)

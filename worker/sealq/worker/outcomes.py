@@ -121,6 +121,12 @@ class Rules:
         """The DLQ refused the copy: not in the DLQ, so not deleted; it comes back."""
         return RetryAfter(self.backoff(receive_count), "dlq-send-failed", error_code)
 
+    def dead_letter_unfit(self) -> RetryAfter:
+        """Its body is too large for any DLQ copy (not made by sealq, whose producer leaves
+        room): retrying soon would only loop, so wait the longest backoff (at least
+        UNFIT_RETRY_MIN_S) between deliveries and let SQS's redrive policy move it."""
+        return RetryAfter(max(int(self.backoff_max_s), UNFIT_RETRY_MIN_S), "dlq-copy-too-large")
+
     def internal_error(self, receive_count: int) -> RetryAfter:
         """A bug of ours: keep the message."""
         return RetryAfter(self.backoff(receive_count), "internal-error")
@@ -129,6 +135,8 @@ class Rules:
 # ----- DLQ attributes and backoff ---------------------------------------------------------
 
 MAX_DETAIL_CHARS = 200
+UNFIT_RETRY_MIN_S = 300
+"""Visibility for a message whose DLQ copy cannot fit, whatever the backoff settings."""
 # Kept first when the original message used up the attribute budget.
 _PRIORITY = (ATTR_KEY_ID, ATTR_CLIENT_ID, ATTR_FORMAT, ATTR_CONTENT_TYPE)
 
@@ -142,10 +150,12 @@ def dead_letter_attributes(
     original: Mapping[str, Mapping[str, Any]], reason: Reason, detail: str = "", body_bytes: int = 0
 ) -> dict[str, dict[str, Any]]:
     """The original attributes plus `sealq-reason` (always) and `sealq-detail` (if room),
-    within SQS's ten attributes and, with the body, its size limit: a message that barely
-    fit must not become one the DLQ refuses forever."""
+    within SQS's ten attributes and, with the body (`body_bytes`, UTF-8), its size limit:
+    attributes are dropped (detail first, `key-id` last) until the copy fits. If even the
+    reason alone does not fit, the result does not either (`sealq.aws.limits.fits` says so)."""
     out = _attributes_within_count(original, reason, detail)
-    for drop in (ATTR_DETAIL, *(n for n in reversed(list(out)) if n not in (ATTR_REASON, ATTR_KEY_ID))):
+    others = [n for n in reversed(list(out)) if n not in (ATTR_REASON, ATTR_KEY_ID, ATTR_DETAIL)]
+    for drop in (ATTR_DETAIL, *others, ATTR_KEY_ID):
         if body_bytes + attributes_size(out) <= SQS_MAX_MESSAGE_BYTES:
             break
         out.pop(drop, None)

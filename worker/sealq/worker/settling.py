@@ -3,8 +3,9 @@
 Everything here follows from "nothing is lost": a message is deleted only after its handler
 succeeded or its copy is safely in the DLQ (DLQ first, then delete; a failed DLQ send is a
 retry, never a delete). Deletes and visibility changes are batched (`batcher.Batcher`) and
-retried while their receipts can still be valid. The outcome counters and per-message logs
-are kept here too, with ids, kid, reason and latency only: never bodies or plaintext.
+retried while their receipts can still be valid (until each message's `visible_until`).
+The outcome counters and per-message logs are kept here too, with ids, kid, reason and
+latency only: never bodies or plaintext.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from typing import Any, assert_never
 
 from sealq.aws.errors import error_code
+from sealq.aws.limits import fits
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID
 from sealq.worker.batcher import SQS_ERRORS, Batcher
 from sealq.worker.leases import InFlight, Leases
@@ -98,7 +100,9 @@ class Settler:
 
     def extend(self, item: InFlight, seconds: int) -> None:
         """Heartbeat: keep a running message invisible; not an outcome, so nothing finishes."""
-        self._visibility.submit({"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds}, _ignore)
+        self._visibility.submit(
+            {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds}, _ignore, item.visible_until
+        )
 
     async def close(self) -> None:
         """Send every queued delete and visibility change and wait for their answers."""
@@ -122,13 +126,15 @@ class Settler:
     async def _dead_letter(self, item: InFlight, outcome: DeadLetter) -> None:
         reason = outcome.reason
         kid = self._kid_label(item.attributes.get(ATTR_KEY_ID, ""))
+        attributes = dead_letter_attributes(
+            item.raw_attributes, reason, outcome.detail, body_bytes=len(item.body.encode())
+        )
+        if not fits(item.body, attributes):
+            self._unfit(item)
+            return
         try:
             await self._sqs.send_message(
-                QueueUrl=self._dlq_url,
-                MessageBody=item.body,
-                MessageAttributes=dead_letter_attributes(
-                    item.raw_attributes, reason, outcome.detail, body_bytes=len(item.body.encode())
-                ),
+                QueueUrl=self._dlq_url, MessageBody=item.body, MessageAttributes=attributes
             )
         except SQS_ERRORS as exc:
             self.retry(item, self._rules.dead_letter_unsent(error_code(exc), item.receive_count))
@@ -145,6 +151,19 @@ class Settler:
         )
         self._delete(item)
 
+    def _unfit(self, item: InFlight) -> None:
+        """No DLQ copy can hold it, even with the reason alone: SQS would refuse every try."""
+        self._stats.dead_letter_unfit += 1
+        outcome = self._rules.dead_letter_unfit()
+        event(
+            log,
+            logging.ERROR,
+            "too large for a dead-letter copy; left to the queue's redrive policy",
+            message_id=item.message_id,
+            retry_in_s=outcome.seconds,
+        )
+        self._set_visibility(item, outcome.seconds)
+
     def _delete(self, item: InFlight) -> None:
         def done(ok: bool) -> None:
             if not ok:
@@ -158,13 +177,14 @@ class Settler:
             self._leases.finish(item)
 
         item.settling = True
-        self._deleter.submit({"ReceiptHandle": item.receipt}, done)
+        self._deleter.submit({"ReceiptHandle": item.receipt}, done, item.visible_until)
 
     def _set_visibility(self, item: InFlight, seconds: int) -> None:
         item.settling = True
         self._visibility.submit(
             {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds},
             lambda ok: self._leases.finish(item),
+            item.visible_until,
         )
 
 

@@ -45,6 +45,7 @@ class Stats:
     retried: int = 0
     released: int = 0
     ack_failures: int = 0
+    dead_letter_unfit: int = 0  # deliveries whose DLQ copy could not fit SQS's size limit
     dead_lettered: Counter[tuple[str, str]] = field(default_factory=Counter)
     handler_seconds: Histogram = field(default_factory=lambda: Histogram(HANDLER_BUCKETS_S))
     poll_seconds: Histogram = field(default_factory=lambda: Histogram(POLL_BUCKETS_S))
