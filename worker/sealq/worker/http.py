@@ -53,6 +53,11 @@ class WorkerCollector(Collector):
             ("sealq_retries", "Messages left for redelivery with a visibility backoff", s.retried),
             ("sealq_released", "Messages handed back unstarted at shutdown", s.released),
             ("sealq_ack_failures", "Deletes SQS refused (the message will come again)", s.ack_failures),
+            (
+                "sealq_dead_letter_unfit",
+                "Deliveries too large for any DLQ copy with a reason (left to the redrive policy)",
+                s.dead_letter_unfit,
+            ),
             ("sealq_kms_decrypt_calls", "KMS Decrypt calls to unwrap private keys", w.keys.decrypt_calls),
         ):
             yield CounterMetricFamily(name, doc, value=value)
