@@ -77,6 +77,8 @@ class Pipeline:
         self._timeout_s = settings.handler_timeout_s
         self._handlers = asyncio.Semaphore(settings.concurrency)  # bounds handler calls only
         self._stopping = stopping
+        self.waiting: set[asyncio.Task[None]] = set()
+        """Messages with an unknown kid waiting, apart from their batch, for a keyset re-read."""
 
     async def consume(self, buffer: Buffer) -> None:
         """One consumer: take received batches until told to stop (None). Nothing unfinished
@@ -102,6 +104,7 @@ class Pipeline:
 
     async def run_batch(self, batch: list[InFlight]) -> None:
         """Classify all, open those whose key is cached in one call, then each on its own."""
+        items: list[InFlight] = []  # all but those waiting apart (`_wait_for_keyset`)
         verdicts: list[Verdict] = []
         keys: list[OpeningKey | None] = []
         jobs: list[Job] = []
@@ -115,11 +118,15 @@ class Pipeline:
                 key = self._peek(verdict.entry.record.kid)
                 if key is not None:
                     jobs.append((verdict.parsed, key, item.body))
+            elif isinstance(verdict, UnknownKid) and not self._keyring.fresh_for(item.received_at):
+                self._wait_for_keyset(item, verdict)  # up to a second: not on this consumer
+                continue
+            items.append(item)
             verdicts.append(verdict)
             keys.append(key)
         results = iter(await self._open(jobs) if jobs else ())
         opened: list[Opened] = [None if key is None else next(results) for key in keys]
-        steps = map(self._settle, batch, verdicts, keys, opened)
+        steps = map(self._settle, items, verdicts, keys, opened)
         # Every message runs to its outcome; a bug in one is raised once the others are
         # done, so `consume` retries only the messages left unfinished.
         for result in await asyncio.gather(*steps, return_exceptions=True):
@@ -128,6 +135,34 @@ class Pipeline:
 
     async def _settle(self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened) -> None:
         await self._settler.settle(item, await self.outcome(item, verdict, key, opened))
+
+    def _wait_for_keyset(self, item: InFlight, verdict: UnknownKid) -> None:
+        """An unknown kid whose next keyset read is up to a second away waits for it in its
+        own task, so its consumer goes on with the rest (a flood of made-up kids must not
+        stall good messages). It holds its in-flight slot meanwhile: waiters are bounded by
+        `max_in_flight`. Shutdown lets it finish within the grace (`finish_waiting`)."""
+        task = asyncio.create_task(self._waited(item, verdict))
+        self.waiting.add(task)
+        task.add_done_callback(self.waiting.discard)
+
+    async def _waited(self, item: InFlight, verdict: UnknownKid) -> None:
+        try:
+            await self._settle(item, verdict, None, None)
+        except asyncio.CancelledError:  # only shutdown cancels these: give it back to SQS
+            if not item.finished:
+                self._settler.release(item)
+            raise
+        except Exception as exc:  # never log bodies: the type name says enough
+            self._unexpected([item], type(exc).__name__)
+
+    async def finish_waiting(self, timeout_s: float) -> None:
+        """Shutdown: let messages waiting for a keyset read reach their outcome within
+        `timeout_s`; those still waiting then are released."""
+        if self.waiting:
+            _, late = await asyncio.wait(set(self.waiting), timeout=max(timeout_s, 0.0))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def outcome(
         self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened

@@ -197,10 +197,13 @@ class Worker:
                 self._settler.release(item)
         for _ in consumers:
             self._buffer.put_nowait(None)
+        grace_ends = time.monotonic() + self.settings.shutdown_grace_s
         _, late = await asyncio.wait(consumers, timeout=self.settings.shutdown_grace_s)
         for task in late:
             task.cancel()  # `Pipeline.consume` releases the messages it was working on
         await asyncio.gather(*consumers, return_exceptions=True)
+        await self._pipeline.finish_waiting(grace_ends - time.monotonic())
+        await self._keyring.close()
         for task in chores:
             task.cancel()
         await asyncio.gather(*chores, return_exceptions=True)
