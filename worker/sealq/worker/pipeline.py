@@ -28,7 +28,7 @@ from sealq.worker.keyring import Keyring
 from sealq.worker.leases import InFlight
 from sealq.worker.logs import event
 from sealq.worker.opening import Job, open_batch, runs_inline
-from sealq.worker.outcomes import Outcome, Rules
+from sealq.worker.outcomes import Outcome, Release, Rules
 from sealq.worker.receiving import Buffer
 from sealq.worker.settings import WorkerSettings
 from sealq.worker.settling import Settler
@@ -57,6 +57,7 @@ class Pipeline:
         *,
         keyring: Keyring,
         settler: Settler,
+        release: Callable[[InFlight], None],
         rules: Rules,
         stats: Stats,
         crypto: Executor,
@@ -68,6 +69,7 @@ class Pipeline:
         self._keyring = keyring
         self._peek = keyring.cache.peek
         self._settler = settler
+        self._release = release  # shutdown's hand-backs (`leases.HandBacks`)
         self._rules = rules
         self._stats = stats
         self._crypto = crypto
@@ -90,7 +92,7 @@ class Pipeline:
                 if being_cancelled():
                     for item in batch:
                         if not item.finished:
-                            self._settler.release(item)
+                            self._release(item)
                     raise
                 self._unexpected(batch, "CancelledError")
             except Exception as exc:  # never log bodies: the type name says enough
@@ -134,7 +136,11 @@ class Pipeline:
                 raise result
 
     async def _settle(self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened) -> None:
-        await self._settler.settle(item, await self.outcome(item, verdict, key, opened))
+        outcome = await self.outcome(item, verdict, key, opened)
+        if isinstance(outcome, Release):  # shutdown: held until no poll of ours can take it
+            self._release(item)
+        else:
+            await self._settler.settle(item, outcome)
 
     def _wait_for_keyset(self, item: InFlight, verdict: UnknownKid) -> None:
         """An unknown kid whose next keyset read is up to a second away waits for it in its
@@ -150,7 +156,7 @@ class Pipeline:
             await self._settle(item, verdict, None, None)
         except asyncio.CancelledError:  # only shutdown cancels these: give it back to SQS
             if not item.finished:
-                self._settler.release(item)
+                self._release(item)
             raise
         except Exception as exc:  # never log bodies: the type name says enough
             self._unexpected([item], type(exc).__name__)
