@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sealq.envelope.attributes import SEALQ_ATTRIBUTES
 from sealq.worker.settings import MAX_VISIBILITY_S
 
 CAP_MARGIN_S = 60
@@ -42,7 +43,13 @@ def in_flight(raw: dict[str, Any], now: float, visibility_timeout_s: int) -> InF
         message_id=raw["MessageId"],
         receipt=raw["ReceiptHandle"],
         body=raw.get("Body", ""),
-        attributes={k: v["StringValue"] for k, v in raw_attrs.items() if "StringValue" in v},
+        # What a handler sees: sealq's own DLQ labels (left on a message an SQS move task
+        # brought back) are dropped in the same pass, so it costs no copy of its own.
+        attributes={
+            k: v["StringValue"]
+            for k, v in raw_attrs.items()
+            if "StringValue" in v and k not in SEALQ_ATTRIBUTES
+        },
         raw_attributes=raw_attrs,
         receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
         received_at=now,
