@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from sealq.envelope.jwe import OpeningKey
 from sealq.keys.store import KeysetError, KeysetStore
@@ -44,7 +45,7 @@ class Keyring:
         self._unknown_min_s = unknown_kid_refresh_min_s
         self._last_read = 0.0  # monotonic start of the last attempt, failed ones too
         self._fresh_since = float("-inf")  # monotonic start of the last successful read
-        self._reading: asyncio.Task[None] | None = None
+        self._reading: asyncio.Task[None] | None = None  # the re-read under way or waiting its turn
 
     def knows(self, kid: str) -> bool:
         return self.index is not None and self.index.get(kid) is not None
@@ -67,31 +68,59 @@ class Keyring:
             event(log, logging.INFO, "keyset loaded", keys=len(index), new=sorted(added))
 
     async def refresh(self) -> None:
-        """Single-flight re-read; a failure keeps the keys we have."""
-        if self._reading is None:
-            self._reading = asyncio.create_task(self.load())
-        task = self._reading
-        try:
-            await asyncio.shield(task)
-        except KeysetError as exc:
-            event(log, logging.WARNING, "keyset refresh failed", error=str(exc))
-        finally:
-            if self._reading is task and task.done():
-                self._reading = None
+        """Single-flight re-read, now (or join the one under way); a failure keeps the keys we have."""
+        await self._join(self._read)
+
+    def fresh_for(self, received_at: float) -> bool:
+        """Whether a keyset read that *began after* `received_at` has succeeded. A message can
+        only name a key that was in the keyset before it was sent, so such a read would have
+        seen it: only then is a kid unknown."""
+        return self._fresh_since >= received_at
 
     async def read_since(self, received_at: float) -> bool:
-        """Whether a keyset read that *began after* `received_at` has succeeded, re-reading
-        first if the rate limit allows. A message can only name a key that was in the keyset
-        before it was sent, so such a read would have seen it: only then is a kid unknown."""
-        if self._fresh_since >= received_at:
-            return True
-        if self._reading is not None or time.monotonic() - self._last_read >= self._unknown_min_s:
-            await self.refresh()
-        return self._fresh_since >= received_at
+        """`fresh_for(received_at)`, waiting in process for the next re-read the rate limit
+        allows (single-flight: every waiter shares it) rather than sending the message back
+        to SQS to try its luck again: under a flood of unknown kids every one of them is
+        labelled by the next read. False only if that read, begun after `received_at`, failed.
+        Waiters are messages already received, so their number is bounded by `max_in_flight`."""
+        while not self.fresh_for(received_at):
+            if self._reading is None and self._last_read >= received_at:
+                return False  # the read that would have told failed
+            await self._join(self._read_when_allowed)
+        return True
 
     def next_read_in_s(self) -> float:
         """How long until the rate limit allows another unknown-kid re-read."""
         return self._unknown_min_s - (time.monotonic() - self._last_read)
+
+    async def close(self) -> None:
+        """Shutdown: stop a re-read that is still waiting for its turn."""
+        if self._reading is not None:
+            self._reading.cancel()
+            await asyncio.gather(self._reading, return_exceptions=True)
+            self._reading = None
+
+    async def _join(self, start: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        if self._reading is None:
+            self._reading = asyncio.create_task(start())
+        task = self._reading
+        try:
+            await asyncio.shield(task)
+        finally:
+            if self._reading is task and task.done():
+                self._reading = None
+
+    async def _read_when_allowed(self) -> None:
+        wait_s = self.next_read_in_s()
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        await self._read()
+
+    async def _read(self) -> None:
+        try:
+            await self.load()
+        except KeysetError as exc:  # logged once here, not once per waiting message
+            event(log, logging.WARNING, "keyset refresh failed", error=str(exc))
 
     async def key(self, entry: KeyEntry) -> OpeningKey:
         """The unwrapped key (single-flight KMS Decrypt). Raises KeyUnavailable or KeyRefused."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sealq.envelope.attributes import SEALQ_ATTRIBUTES
 from sealq.worker.settings import MAX_VISIBILITY_S
 
 CAP_MARGIN_S = 60
@@ -42,7 +43,13 @@ def in_flight(raw: dict[str, Any], now: float, visibility_timeout_s: int) -> InF
         message_id=raw["MessageId"],
         receipt=raw["ReceiptHandle"],
         body=raw.get("Body", ""),
-        attributes={k: v["StringValue"] for k, v in raw_attrs.items() if "StringValue" in v},
+        # What a handler sees: sealq's own DLQ labels (left on a message an SQS move task
+        # brought back) are dropped in the same pass, so it costs no copy of its own.
+        attributes={
+            k: v["StringValue"]
+            for k, v in raw_attrs.items()
+            if "StringValue" in v and k not in SEALQ_ATTRIBUTES
+        },
         raw_attributes=raw_attrs,
         receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
         received_at=now,
@@ -94,3 +101,26 @@ class Leases:
             await asyncio.sleep(every_s)
             for item, seconds in self.due(time.monotonic(), every_s, visibility_timeout_s):
                 extend(item, seconds)
+
+
+class HandBacks:
+    """Shutdown's hand-backs (visibility 0), held while a poll of this process could still
+    receive them: an open long poll would take a released message at once, release it again
+    and so on, each time one more receive count for no handler call. The worker calls
+    `let_go` once its pollers are done; from then on a hand-back goes to SQS at once."""
+
+    def __init__(self, release: Callable[[InFlight], None], stopping: asyncio.Event) -> None:
+        self._release = release
+        self._stopping = stopping
+        self._held: list[InFlight] | None = []  # None: let go
+
+    def __call__(self, item: InFlight) -> None:
+        if self._held is not None and self._stopping.is_set():
+            self._held.append(item)  # still in the leases: the heartbeat keeps it invisible
+        else:
+            self._release(item)
+
+    def let_go(self) -> None:
+        held, self._held = self._held or [], None
+        for item in held:
+            self._release(item)

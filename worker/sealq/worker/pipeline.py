@@ -28,7 +28,7 @@ from sealq.worker.keyring import Keyring
 from sealq.worker.leases import InFlight
 from sealq.worker.logs import event
 from sealq.worker.opening import Job, open_batch, runs_inline
-from sealq.worker.outcomes import Outcome, Rules
+from sealq.worker.outcomes import Outcome, Release, Rules
 from sealq.worker.receiving import Buffer
 from sealq.worker.settings import WorkerSettings
 from sealq.worker.settling import Settler
@@ -57,6 +57,7 @@ class Pipeline:
         *,
         keyring: Keyring,
         settler: Settler,
+        release: Callable[[InFlight], None],
         rules: Rules,
         stats: Stats,
         crypto: Executor,
@@ -68,6 +69,7 @@ class Pipeline:
         self._keyring = keyring
         self._peek = keyring.cache.peek
         self._settler = settler
+        self._release = release  # shutdown's hand-backs (`leases.HandBacks`)
         self._rules = rules
         self._stats = stats
         self._crypto = crypto
@@ -77,6 +79,8 @@ class Pipeline:
         self._timeout_s = settings.handler_timeout_s
         self._handlers = asyncio.Semaphore(settings.concurrency)  # bounds handler calls only
         self._stopping = stopping
+        self.waiting: set[asyncio.Task[None]] = set()
+        """Messages with an unknown kid waiting, apart from their batch, for a keyset re-read."""
 
     async def consume(self, buffer: Buffer) -> None:
         """One consumer: take received batches until told to stop (None). Nothing unfinished
@@ -88,7 +92,7 @@ class Pipeline:
                 if being_cancelled():
                     for item in batch:
                         if not item.finished:
-                            self._settler.release(item)
+                            self._release(item)
                     raise
                 self._unexpected(batch, "CancelledError")
             except Exception as exc:  # never log bodies: the type name says enough
@@ -102,6 +106,7 @@ class Pipeline:
 
     async def run_batch(self, batch: list[InFlight]) -> None:
         """Classify all, open those whose key is cached in one call, then each on its own."""
+        items: list[InFlight] = []  # all but those waiting apart (`_wait_for_keyset`)
         verdicts: list[Verdict] = []
         keys: list[OpeningKey | None] = []
         jobs: list[Job] = []
@@ -115,11 +120,15 @@ class Pipeline:
                 key = self._peek(verdict.entry.record.kid)
                 if key is not None:
                     jobs.append((verdict.parsed, key, item.body))
+            elif isinstance(verdict, UnknownKid) and not self._keyring.fresh_for(item.received_at):
+                self._wait_for_keyset(item, verdict)  # up to a second: not on this consumer
+                continue
+            items.append(item)
             verdicts.append(verdict)
             keys.append(key)
         results = iter(await self._open(jobs) if jobs else ())
         opened: list[Opened] = [None if key is None else next(results) for key in keys]
-        steps = map(self._settle, batch, verdicts, keys, opened)
+        steps = map(self._settle, items, verdicts, keys, opened)
         # Every message runs to its outcome; a bug in one is raised once the others are
         # done, so `consume` retries only the messages left unfinished.
         for result in await asyncio.gather(*steps, return_exceptions=True):
@@ -127,7 +136,39 @@ class Pipeline:
                 raise result
 
     async def _settle(self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened) -> None:
-        await self._settler.settle(item, await self.outcome(item, verdict, key, opened))
+        outcome = await self.outcome(item, verdict, key, opened)
+        if isinstance(outcome, Release):  # shutdown: held until no poll of ours can take it
+            self._release(item)
+        else:
+            await self._settler.settle(item, outcome)
+
+    def _wait_for_keyset(self, item: InFlight, verdict: UnknownKid) -> None:
+        """An unknown kid whose next keyset read is up to a second away waits for it in its
+        own task, so its consumer goes on with the rest (a flood of made-up kids must not
+        stall good messages). It holds its in-flight slot meanwhile: waiters are bounded by
+        `max_in_flight`. Shutdown lets it finish within the grace (`finish_waiting`)."""
+        task = asyncio.create_task(self._waited(item, verdict))
+        self.waiting.add(task)
+        task.add_done_callback(self.waiting.discard)
+
+    async def _waited(self, item: InFlight, verdict: UnknownKid) -> None:
+        try:
+            await self._settle(item, verdict, None, None)
+        except asyncio.CancelledError:  # only shutdown cancels these: give it back to SQS
+            if not item.finished:
+                self._release(item)
+            raise
+        except Exception as exc:  # never log bodies: the type name says enough
+            self._unexpected([item], type(exc).__name__)
+
+    async def finish_waiting(self, timeout_s: float) -> None:
+        """Shutdown: let messages waiting for a keyset read reach their outcome within
+        `timeout_s`; those still waiting then are released."""
+        if self.waiting:
+            _, late = await asyncio.wait(set(self.waiting), timeout=max(timeout_s, 0.0))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def outcome(
         self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened

@@ -26,7 +26,7 @@ from sealq.keys.store import KeysetStore
 from sealq.worker.handler import Handler
 from sealq.worker.keycache import KeyCache
 from sealq.worker.keyring import Keyring
-from sealq.worker.leases import Leases
+from sealq.worker.leases import HandBacks, Leases
 from sealq.worker.logs import event
 from sealq.worker.outcomes import Rules
 from sealq.worker.pipeline import Pipeline
@@ -99,6 +99,7 @@ class Worker:
             stats=self.stats,
             kid_label=KidLabels(self._keyring.knows, tuning.max_foreign_kids),
         )
+        self._hand_back = HandBacks(self._settler.release, self._stopping)
         self._buffer: Buffer = asyncio.Queue()
         self._receiver = Receiver(
             sqs,
@@ -107,7 +108,7 @@ class Worker:
             slots=slots,
             leases=self._leases,
             stats=self.stats,
-            release=self._settler.release,
+            release=self._hand_back,
             stopping=self._stopping,
             empty_poll_pause_s=tuning.empty_poll_pause_s,
         )
@@ -116,6 +117,7 @@ class Worker:
             handler,
             keyring=self._keyring,
             settler=self._settler,
+            release=self._hand_back,
             rules=rules,
             stats=self.stats,
             crypto=self._crypto,
@@ -178,8 +180,9 @@ class Worker:
     ) -> None:
         self._stopping.set()
         started = time.monotonic()
-        # A poll already in flight may finish (bounded) and what it brings is released at
-        # once (see `receiving`); idle pollers just stop.
+        # A poll already in flight may finish (bounded); what it brings, like every other
+        # hand-back, is held until the polls are over (see `leases.HandBacks`). Idle pollers
+        # just stop.
         busy = self._receiver.busy
         for task in pollers:
             if task not in busy:
@@ -191,16 +194,21 @@ class Worker:
             for task in slow:
                 task.cancel()
         await asyncio.gather(*pollers, return_exceptions=True)
-        # Received but not started: give them back to SQS at once.
+        # No poll of ours can receive them again now: give back what was held meanwhile,
+        # then what is received but not started (one shutdown, one receive count at most).
+        self._hand_back.let_go()
         while not self._buffer.empty():
             for item in self._buffer.get_nowait() or ():
-                self._settler.release(item)
+                self._hand_back(item)
         for _ in consumers:
             self._buffer.put_nowait(None)
+        grace_ends = time.monotonic() + self.settings.shutdown_grace_s
         _, late = await asyncio.wait(consumers, timeout=self.settings.shutdown_grace_s)
         for task in late:
             task.cancel()  # `Pipeline.consume` releases the messages it was working on
         await asyncio.gather(*consumers, return_exceptions=True)
+        await self._pipeline.finish_waiting(grace_ends - time.monotonic())
+        await self._keyring.close()
         for task in chores:
             task.cancel()
         await asyncio.gather(*chores, return_exceptions=True)

@@ -6,7 +6,8 @@ answered for that message's outcome (`leases.Leases.finish`).
 
 Shutdown: once `stopping` is set, pollers stop asking; a poll already in flight may finish
 (a long poll cut off mid-request may still hand messages to the dead connection, hiding them
-for a whole visibility timeout), and what it brings is released at once.
+for a whole visibility timeout), and what it brings is handed back (`release`) once no
+poll of this process is left to receive it again.
 """
 
 from __future__ import annotations
