@@ -46,6 +46,10 @@ _UNSAFE_CHILD_ENV = (
     "PIP_TARGET",
     "PIP_PREFIX",
     "LOCALSTACK_PERSISTENCE",
+    # A LocalStack licence would make it try to activate Pro over the network.
+    "LOCALSTACK_AUTH_TOKEN",
+    "LOCALSTACK_API_KEY",
+    "ACTIVATE_PRO",
 )
 
 
