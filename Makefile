@@ -1,5 +1,6 @@
 # Two commands matter: `make demo` runs sealq on the embedded local AWS stand-in,
-# `make test` runs lint, types and the whole test suite. Both create what they need.
+# `make test` runs lint, types and the whole test suite. Both create what they need: the
+# stand-ins' venvs (ministack; LocalStack from a Python 3.13, see README) under $SEALQ_STANDIN_HOME.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

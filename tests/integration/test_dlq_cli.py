@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -206,6 +207,24 @@ def test_redrive_everything_falls_back_without_move_task(env: dict[str, str], qu
     assert "StartMessageMoveTask is not available" in proc.stdout
     assert f"redriven {len(MIX)} message(s)" in proc.stdout
     assert len(drain(queues.sqs, queues.source)) == len(MIX)
+    assert counts(queues.sqs, queues.dlq) == (0, 0)
+
+
+@pytest.mark.backends("localstack")  # ministack has no StartMessageMoveTask
+def test_redrive_everything_starts_a_move_task(env: dict[str, str], queues: Queues) -> None:
+    """SQS moves the messages server-side, into a source whose redrive policy names the DLQ."""
+    attrs = queues.sqs.get_queue_attributes(QueueUrl=queues.dlq, AttributeNames=["QueueArn"])
+    policy = {"deadLetterTargetArn": attrs["Attributes"]["QueueArn"], "maxReceiveCount": "5"}
+    queues.sqs.set_queue_attributes(QueueUrl=queues.source, Attributes={"RedrivePolicy": json.dumps(policy)})
+    proc = sealq(env, "dlq", "redrive", "--dlq-url", queues.dlq, "--queue-url", queues.source)
+    assert f"started an SQS message move task for about {len(MIX)} message(s)" in proc.stdout
+    assert "not available" not in proc.stdout
+    moved: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while len(moved) < len(MIX) and time.monotonic() < deadline:
+        moved += drain(queues.sqs, queues.source)
+        time.sleep(0.2)
+    assert sorted(m["Body"] for m in moved) == sorted(queues.bodies)
     assert counts(queues.sqs, queues.dlq) == (0, 0)
 
 

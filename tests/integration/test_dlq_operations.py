@@ -5,6 +5,7 @@ before any message is touched, and a failing SQS call duplicates a message, neve
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -170,6 +171,51 @@ def test_redrive_of_everything_prefers_the_move_task(queues: Queues) -> None:
     # a dry run never starts one: it only counts
     assert redrive(spy, queues.dlq, queues.source, dry_run=True).tally.matched == len(MIX)
     assert len(started) == 1
+
+
+def make_source_use_dlq(sqs: Any, source: str, dlq: str) -> None:
+    """SQS moves messages back only into a queue whose redrive policy names the DLQ."""
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
+    sqs.set_queue_attributes(QueueUrl=source, Attributes={"RedrivePolicy": policy})
+
+
+def wait_until_moved(sqs: Any, source: str, expected: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Receive from `source` until `expected` messages arrived (a move task runs on its own time)."""
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        got += sqs.receive_message(
+            QueueUrl=source,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=60,
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+    return got
+
+
+@pytest.mark.backends("localstack")  # ministack has no StartMessageMoveTask
+def test_redrive_of_everything_runs_a_real_move_task(queues: Queues) -> None:
+    make_source_use_dlq(queues.sqs, queues.source, queues.dlq)
+    spy = Spy(queues.sqs)
+    fallbacks: list[str] = []
+    result = redrive(spy, queues.dlq, queues.source, on_fallback=fallbacks.append)
+    assert fallbacks == [] and result.move_task_unavailable is None
+    assert result.method == "move-task" and result.move_task is not None
+    assert result.move_task.task_handle and result.move_task.approximate_messages == len(MIX)
+    assert "receive_message" not in spy.calls and "send_message_batch" not in spy.calls
+    moved = wait_until_moved(queues.sqs, queues.source, len(MIX))
+    assert sorted(m["Body"] for m in moved) == sorted(f"{SECRET}-{i}" for i in range(len(MIX)))
+    assert counts(queues.sqs, queues.dlq) == (0, 0)
+    tasks = queues.sqs.list_message_move_tasks(SourceArn=dlq_arn(queues))["Results"]
+    assert [t["Status"] for t in tasks] == ["COMPLETED"]
+    assert tasks[0]["ApproximateNumberOfMessagesMoved"] == len(MIX)
+
+
+def dlq_arn(queues: Queues) -> str:
+    attrs = queues.sqs.get_queue_attributes(QueueUrl=queues.dlq, AttributeNames=["QueueArn"])["Attributes"]
+    return str(attrs["QueueArn"])
 
 
 def test_a_failed_delete_duplicates_and_is_reported(queues: Queues) -> None:

@@ -1,12 +1,15 @@
-"""The stand-in itself: reachable, KMS key pairs and SQS behave as sealq needs."""
+"""The stand-in itself (each backend): reachable, KMS key pairs and SQS behave as sealq needs."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import boto3
@@ -16,7 +19,8 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from sealq.demo.standin import StandIn, StandInError, ensure_installed
+from sealq.demo.standin import StandIn, StandInError
+from sealq.demo.standin_localstack import open_standin
 
 if TYPE_CHECKING:  # stubs are a dev extra, not needed to run the tests
     from mypy_boto3_kms.literals import DataKeyPairSpecType
@@ -44,7 +48,7 @@ def _pid_alive(pid: int) -> bool:
 
 def test_health_reachable(standin: StandIn) -> None:
     assert standin.endpoint_url == f"http://127.0.0.1:{standin.port}"
-    status, body = _get(standin.port, "/_ministack/health")
+    status, body = _get(standin.port, standin.health_path)
     assert status == 200
     services = json.loads(body)["services"]
     for name in ("sqs", "kms", "s3"):
@@ -61,7 +65,7 @@ def test_env_points_at_standin(standin: StandIn) -> None:
 
 def test_ensure_installed_is_idempotent(standin: StandIn) -> None:
     started = time.perf_counter()
-    exe = ensure_installed(standin.home)
+    exe = standin.install()
     assert exe.is_file()
     assert time.perf_counter() - started < 1.0
 
@@ -176,7 +180,7 @@ async def test_aiobotocore_sqs_and_kms(aws_env: str) -> None:
 
 def test_reset_and_stop_leave_nothing_behind(standin: StandIn) -> None:
     # A private instance, so resetting and stopping cannot disturb the shared one.
-    with StandIn(standin.home) as own:
+    with open_standin(standin.backend, standin.home) as own:
         pid = own.pid
         assert pid is not None and pid != standin.pid
         sqs = boto3.client(
@@ -193,7 +197,55 @@ def test_reset_and_stop_leave_nothing_behind(standin: StandIn) -> None:
     assert own.pid is None
     assert not _pid_alive(pid)
     with pytest.raises(OSError):
-        _get(port, "/_ministack/health")
+        _get(port, own.health_path)
     own.stop()  # idempotent
     with pytest.raises(StandInError):
         _ = own.endpoint_url
+
+
+def _listening_addresses(pgid: int) -> set[str]:
+    """Local addresses of every TCP socket listening in the stand-in's process group (Linux /proc)."""
+    inodes: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc.name)) != pgid:
+                continue
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    found: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
+                found.add(fields[1].rsplit(":", 1)[0])
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_listens_on_loopback_only(standin: StandIn) -> None:
+    assert standin.pid is not None
+    # /proc/net/tcp writes 127.0.0.1 as 0100007F.
+    assert _listening_addresses(standin.pid) == {"0100007F"}
+
+
+@pytest.mark.parametrize("ci", ["", "true"], ids=["local", "ci"])
+def test_without_python313_localstack_skips_locally_and_fails_in_ci(tmp_path: Path, ci: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SEALQ_LOCALSTACK_PYTHON", "CI")}
+    env.update(PATH=str(tmp_path), PYENV_ROOT=str(tmp_path / "no-pyenv"), HOME=str(tmp_path), CI=ci)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q",
+         f"{Path(__file__).name}::test_health_reachable[localstack]"],
+        cwd=Path(__file__).parent, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    hint = "LocalStack needs Python 3.13 (none found)"
+    assert hint in proc.stdout and "SEALQ_LOCALSTACK_PYTHON" in proc.stdout, proc.stdout[-2000:]
+    if ci:
+        assert proc.returncode != 0 and "1 error" in proc.stdout, proc.stdout[-2000:]
+    else:
+        assert proc.returncode == 0 and "1 skipped" in proc.stdout, proc.stdout[-2000:]

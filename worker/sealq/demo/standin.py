@@ -7,23 +7,21 @@ own (sealq.demo.standin_install builds it on first use), always as a subprocess 
     with StandIn() as aws:
         boto3.client("sqs", endpoint_url=aws.endpoint_url, ...)
 
-`python -m sealq.demo.standin` runs one in the foreground for manual use.
+`python -m sealq.demo.standin [--backend localstack]` runs one in the foreground for manual
+use; sealq.demo.standin_localstack adds LocalStack, a second, stricter backend.
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 
 from sealq.demo.standin_install import (
     HOME_ENV,
@@ -65,7 +63,37 @@ class StandIn:
     It runs in its own process group with its output in ``<home>/logs``, so a
     test run's terminal stays clean and a Ctrl-C aimed at pytest does not kill
     it mid-test; stop() (also registered with atexit) ends it by PID.
+    Another emulator subclasses it and overrides the hooks below the class attributes
+    (sealq.demo.standin_localstack.LocalStack).
     """
+
+    backend = "ministack"
+    health_path = HEALTH_PATH
+
+    def install(self) -> Path:
+        """Install if needed (cheap once done); the executable to launch."""
+        return ensure_installed(self._home)
+
+    def _command(self, exe: Path) -> list[str]:
+        return [str(exe)]
+
+    def _child_env(self, port: int, run_dir: Path) -> dict[str, str]:
+        return {
+            "GATEWAY_PORT": str(port),
+            "BIND_HOST": HOST,
+            "MINISTACK_HOST": HOST,
+            "IOT_MTLS_ENABLED": "0",
+            "SFTP_ENABLED": "0",
+            "PERSIST_STATE": "0",
+            "S3_PERSIST": "0",
+            # Keep its pid file and any scratch state out of the shared /tmp.
+            "TMPDIR": str(run_dir),
+            "STATE_DIR": str(run_dir / "state"),
+            "S3_DATA_DIR": str(run_dir / "s3"),
+            # Never let it reach a Docker daemon: at boot it reaps containers
+            # it believes are orphans, which could be someone else's.
+            "DOCKER_HOST": f"unix://{run_dir / 'no-docker.sock'}",
+        }
 
     def __init__(
         self,
@@ -86,7 +114,7 @@ class StandIn:
 
     def __repr__(self) -> str:
         state = f"pid={self.pid} {self._url()}" if self._proc else "stopped"
-        return f"<StandIn {state}>"
+        return f"<{type(self).__name__} {state}>"
 
     def __enter__(self) -> StandIn:
         return self.start()
@@ -105,7 +133,7 @@ class StandIn:
 
     @property
     def pid(self) -> int | None:
-        """PID of the ministack process (also its process group id) while started."""
+        """PID of the emulator process (also its process group id) while started."""
         return self._proc.pid if self._proc is not None else None
 
     @property
@@ -156,25 +184,25 @@ class StandIn:
         """Install if needed, launch, and return once the health endpoint answers."""
         if self._proc is not None:
             raise StandInError(f"stand-in already started (pid {self._proc.pid})")
-        exe = ensure_installed(self._home)
+        exe = self.install()
         logs = self._home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         prune_logs(logs, _STALE_LOG_S)
         attempts = 1 if self._fixed_port else _PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
             port = self._fixed_port or free_port()
-            proc = self._launch(exe, port, logs / f"ministack-{port}.log")
+            proc = self._launch(exe, port, logs / f"{self.backend}-{port}.log")
             # Registered before the wait so even a failed start cannot leak.
             atexit.register(self.stop)
             try:
                 self._wait_healthy(proc, port)
                 return self
             except StandInError:
-                log_text = log_tail(logs / f"ministack-{port}.log")
+                log_text = log_tail(logs / f"{self.backend}-{port}.log")
                 self.stop()
-                # The free-port probe races other processes; ministack refuses a
+                # The free-port probe races other processes; the emulator refuses a
                 # taken port up front, so just try another one.
-                if "already in use" in log_text and attempt < attempts:
+                if "already in use" in log_text.lower() and attempt < attempts:
                     continue
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -183,27 +211,10 @@ class StandIn:
         run_dir = self._home / "run" / str(port)
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
-        env = child_env(
-            {
-                "GATEWAY_PORT": str(port),
-                "BIND_HOST": HOST,
-                "MINISTACK_HOST": HOST,
-                "IOT_MTLS_ENABLED": "0",
-                "SFTP_ENABLED": "0",
-                "PERSIST_STATE": "0",
-                "S3_PERSIST": "0",
-                # Keep its pid file and any scratch state out of the shared /tmp.
-                "TMPDIR": str(run_dir),
-                "STATE_DIR": str(run_dir / "state"),
-                "S3_DATA_DIR": str(run_dir / "s3"),
-                # Never let it reach a Docker daemon: at boot it reaps containers
-                # it believes are orphans, which could be someone else's.
-                "DOCKER_HOST": f"unix://{run_dir / 'no-docker.sock'}",
-            }
-        )
+        env = child_env(self._child_env(port, run_dir))
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [str(exe)],
+                self._command(exe),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -222,20 +233,17 @@ class StandIn:
         while True:
             code = proc.poll()
             if code is not None:
-                raise StandInError(self._failure(f"ministack exited with code {code}"))
+                raise StandInError(self._failure(f"{self.backend} exited with code {code}"))
             try:
-                status, _body = request(port, "GET", HEALTH_PATH, timeout=2.0)
+                status, _body = request(port, "GET", self.health_path, timeout=2.0)
                 if status == 200:
                     return
                 last_error = f"HTTP {status}"
             except OSError as exc:
                 last_error = str(exc)
             if time.monotonic() >= deadline:
-                raise StandInError(
-                    self._failure(
-                        f"ministack did not become healthy within {self._startup_timeout:.0f}s ({last_error})"
-                    )
-                )
+                within = f"within {self._startup_timeout:.0f}s ({last_error})"
+                raise StandInError(self._failure(f"{self.backend} did not become healthy {within}"))
             time.sleep(0.05)
 
     def _failure(self, what: str) -> str:
@@ -278,7 +286,7 @@ class StandIn:
     def health(self) -> dict[str, object]:
         """The parsed health document (services and their state)."""
         self._require_started()
-        status, body = request(self.port, "GET", HEALTH_PATH, timeout=5.0)
+        status, body = request(self.port, "GET", self.health_path, timeout=5.0)
         if status != 200:
             raise StandInError(self._failure(f"health answered HTTP {status}"))
         doc = json.loads(body)
@@ -294,53 +302,9 @@ class StandIn:
             raise StandInError("stand-in is not started; call start() or use it as a context")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run a stand-in in the foreground until SIGINT/SIGTERM (manual use, demos)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m sealq.demo.standin",
-        description="Run the local AWS stand-in (ministack) on 127.0.0.1.",
-    )
-    parser.add_argument(
-        "--home",
-        type=Path,
-        default=None,
-        help=f"venv/log dir (default: ${HOME_ENV} or ~/.cache/sealq/standin)",
-    )
-    parser.add_argument("--port", type=int, default=None, help="fixed port (default: a free one)")
-    args = parser.parse_args(argv)
-
-    stop_requested = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop_requested.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-
-    standin = StandIn(args.home, port=args.port)
-    try:
-        standin.start()
-    except StandInError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        print(standin.endpoint_url, flush=True)
-        for key, value in standin.env().items():
-            if key.startswith("AWS_"):
-                print(f"export {key}={value}")
-        print(f"# pid {standin.pid}, log {standin.log_path}; Ctrl-C to stop", flush=True)
-        while not stop_requested.wait(0.5):
-            if not standin.is_running():
-                print(
-                    f"error: ministack exited; log {standin.log_path}:\n"
-                    f"{log_tail(standin.log_path) if standin.log_path else ''}",
-                    file=sys.stderr,
-                )
-                return 1
-        return 0
-    finally:
-        standin.stop()
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # The foreground runner lives with the backend choice (ministack or LocalStack), which
+    # imports this module; run it by name so the two modules do not import each other.
+    import runpy
+
+    runpy.run_module("sealq.demo.standin_localstack", run_name="__main__", alter_sys=True)

@@ -1,9 +1,10 @@
-"""Building the local AWS stand-in's own virtual environment, once, safely.
+"""Building a local AWS stand-in's own virtual environment, once, safely.
 
-ministack pins an older botocore than aiobotocore accepts, so it cannot share the project's
-environment: it gets a venv of its own under the stand-in home, built on first use. Builders
-are serialised by a file lock (pytest-xdist workers, a demo and a test run may race), and a
-marker written last makes a half-finished build start over instead of being used.
+ministack pins an older botocore than aiobotocore accepts, and LocalStack needs Python 3.13,
+so neither can share the project's environment: each gets a venv of its own under the
+stand-in home (a `VenvSpec`), built on first use. Builders of one venv are serialised by a
+file lock (pytest-xdist workers, a demo and a test run may race), and a marker written last
+makes a half-finished build start over instead of being used.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -44,6 +46,10 @@ _UNSAFE_CHILD_ENV = (
     "PIP_TARGET",
     "PIP_PREFIX",
     "LOCALSTACK_PERSISTENCE",
+    # A LocalStack licence would make it try to activate Pro over the network.
+    "LOCALSTACK_AUTH_TOKEN",
+    "LOCALSTACK_API_KEY",
+    "ACTIVATE_PRO",
 )
 
 
@@ -59,15 +65,34 @@ def default_home() -> Path:
     return Path.home() / ".cache" / "sealq" / "standin"
 
 
-def _venv_dir(home: Path) -> Path:
-    return home / f"ministack-{MINISTACK_VERSION}"
+@dataclass(frozen=True)
+class VenvSpec:
+    """One stand-in's private venv: what goes in it and how to tell it is usable."""
+
+    name: str
+    """The venv dir under the home; key it by version so a bump builds a fresh one."""
+    packages: tuple[str, ...]
+    exe: str
+    """The file (relative to the venv) callers run; it must exist after the install."""
+    check: str
+    """Python code run in the new venv; fail here, not at first start, if an import is broken."""
+    python: str = sys.executable
+    """The interpreter that builds the venv."""
 
 
-def _marker_text() -> str:
-    return "\n".join(_PACKAGES) + "\n"
+MINISTACK = VenvSpec(
+    name=f"ministack-{MINISTACK_VERSION}",
+    packages=_PACKAGES,
+    exe="bin/ministack",
+    check="import ministack.app, cryptography.hazmat.primitives",
+)
 
 
-def _is_complete(venv: Path, exe: Path) -> bool:
+def _marker_text(spec: VenvSpec) -> str:
+    return "\n".join(spec.packages) + "\n"
+
+
+def _is_complete(venv: Path, spec: VenvSpec) -> bool:
     """True only for a venv whose install ran to the end (the marker is written last)."""
     marker = venv / _MARKER_NAME
     try:
@@ -76,7 +101,11 @@ def _is_complete(venv: Path, exe: Path) -> bool:
         return False
     # The venv's python is a symlink to the interpreter that built it; if that
     # interpreter went away the venv is dead even though the marker is there.
-    return recorded == _marker_text() and exe.is_file() and (venv / "bin" / "python").exists()
+    return (
+        recorded == _marker_text(spec)
+        and (venv / spec.exe).is_file()
+        and (venv / "bin" / "python").exists()
+    )
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -88,9 +117,9 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _install_lock(home: Path) -> Iterator[None]:
-    """Serialise installers (pytest-xdist workers, a demo and a test run at once)."""
-    with (home / ".install.lock").open("a") as fh:
+def _install_lock(home: Path, name: str) -> Iterator[None]:
+    """Serialise installers of one venv (pytest-xdist workers, a demo and a test run at once)."""
+    with (home / f".install-{name}.lock").open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -124,33 +153,37 @@ def _run_logged(cmd: list[str], log: IO[bytes]) -> None:
 
 
 def ensure_installed(home: Path | None = None) -> Path:
-    """Return the ministack executable, building its private venv on first use.
+    """Return the ministack executable, building its private venv on first use."""
+    return ensure_venv(home, MINISTACK) / MINISTACK.exe
 
-    The venv lives in ``<home>/ministack-<version>``. A marker written after a
-    successful install makes this idempotent and cheap; an interrupted install
-    leaves no marker, so the next call wipes the half-built venv and starts over.
+
+def ensure_venv(home: Path | None, spec: VenvSpec) -> Path:
+    """Return the venv ``<home>/<spec.name>``, building it on first use.
+
+    A marker written after a successful install makes this idempotent and cheap;
+    an interrupted install leaves no marker, so the next call wipes the half-built
+    venv and starts over.
     """
     root = (home if home is not None else default_home()).expanduser().resolve()
-    venv = _venv_dir(root)
-    exe = venv / "bin" / "ministack"
-    if _is_complete(venv, exe):
-        return exe
+    venv = root / spec.name
+    if _is_complete(venv, spec):
+        return venv
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StandInError(
             f"cannot create the stand-in home {root}: {exc}. Point {HOME_ENV} at a writable directory."
         ) from exc
-    log_path = root / "install.log"
-    with _install_lock(root):
-        if _is_complete(venv, exe):  # another process finished while we waited
-            return exe
+    log_path = root / f"install-{spec.name}.log"
+    with _install_lock(root, spec.name):
+        if _is_complete(venv, spec):  # another process finished while we waited
+            return venv
         if venv.exists():
             shutil.rmtree(venv)
         python = str(venv / "bin" / "python")
         try:
             with log_path.open("wb") as log:
-                _run_logged([sys.executable, "-m", "venv", str(venv)], log)
+                _run_logged([spec.python, "-m", "venv", str(venv)], log)
                 _run_logged(
                     [
                         python,
@@ -159,26 +192,24 @@ def ensure_installed(home: Path | None = None) -> Path:
                         "install",
                         "--disable-pip-version-check",
                         "--no-input",
-                        *_PACKAGES,
+                        *spec.packages,
                     ],
                     log,
                 )
-                # Fail here, not at first start, if a dependency is unusable.
-                _run_logged(
-                    [python, "-c", "import ministack.app, cryptography.hazmat.primitives"],
-                    log,
-                )
+                _run_logged([python, "-c", spec.check], log)
         except (OSError, subprocess.SubprocessError) as exc:
             raise StandInError(
-                f"installing {' '.join(_PACKAGES)} into {venv} failed ({exc}). "
+                f"installing {' '.join(spec.packages)} into {venv} failed ({exc}). "
                 f"Check that PyPI is reachable with pip (proxy / PIP_INDEX_URL) and that "
-                f"'{sys.executable} -m venv' works (Debian: apt-get install python3-venv); "
+                f"'{spec.python} -m venv' works (Debian: apt-get install python3-venv); "
                 f"the next call retries from scratch. Full log: {log_path}\n"
                 f"--- log tail ---\n{log_tail(log_path)}"
             ) from exc
-        if not exe.is_file():
-            raise StandInError(f"pip finished but {exe} is missing; delete {venv} and retry. Log: {log_path}")
+        if not (venv / spec.exe).is_file():
+            raise StandInError(
+                f"pip finished but {venv / spec.exe} is missing; delete {venv} and retry. Log: {log_path}"
+            )
         tmp = venv / (_MARKER_NAME + ".tmp")
-        tmp.write_text(_marker_text(), encoding="utf-8")
+        tmp.write_text(_marker_text(spec), encoding="utf-8")
         tmp.replace(venv / _MARKER_NAME)
-    return exe
+    return venv

@@ -75,7 +75,7 @@ def signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 def prune_logs(logs: Path, older_than_s: float) -> None:
     cutoff = time.time() - older_than_s
-    for old in logs.glob("ministack-*.log"):
+    for old in logs.glob("*-*.log"):  # <backend>-<port>.log
         with contextlib.suppress(OSError):
             if old.stat().st_mtime < cutoff:
                 old.unlink()
