@@ -130,3 +130,25 @@ async def test_disabled_cmk_is_logged_counted_and_dead_lettered_key_unavailable_
     _, _, metrics = HealthServer(worker, "127.0.0.1", 0).route("/metrics")
     assert 'sealq_kms_errors_total{code="DisabledException"} 1.0' in metrics.decode()
     assert 'sealq_dead_lettered_total{kid="ec-live",reason="key-unavailable"} 6.0' in metrics.decode()
+
+
+async def test_a_record_whose_public_key_was_swapped_is_refused_once_per_cooldown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A keyset edited to carry someone else's public key (producers would seal to it) while
+    keeping our wrapped private key: the unwrapped key does not match, so the kid is refused."""
+    kms = FakeKMS()
+    genuine = record_for(kms, ec.generate_private_key(ec.SECP256R1()), BROKEN)
+    other = record_for(FakeKMS(), ec.generate_private_key(ec.SECP256R1()), "ec-other")
+    swapped = genuine.model_copy(update={"public_key": other.public_key})
+    entry = KeyEntry(swapped, swapped.expires_at.timestamp(), False)
+    cache = KeyCache(kms, failure_cooldown_s=2.0, clock=Clock())
+    caplog.set_level(logging.ERROR, logger="sealq.worker")
+    for _ in range(20):
+        with pytest.raises(KeyRefused, match="does not match its public key"):
+            await cache.get(entry)
+    assert kms.calls == 1 and BROKEN not in cache
+    assert any("does not match its public key" in r.getMessage() for r in caplog.records)
+    # the untouched record of the same key still opens
+    fresh = KeyCache(kms)
+    assert (await fresh.get(KeyEntry(genuine, genuine.expires_at.timestamp(), False))).kid == BROKEN

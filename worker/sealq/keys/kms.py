@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sealq.envelope.jwe import OpeningKey
-from sealq.envelope.jwk import alg_for_key
+from sealq.envelope.jwk import PublicKeyObject, alg_for_key
 from sealq.errors import SealqError
 from sealq.keys.keyset import KeyRecord, KeySpec, KeyState, new_kid
 
@@ -93,7 +93,30 @@ def load_private_key(record: KeyRecord, der: bytes) -> OpeningKey:
     opening = OpeningKey(record.kid, key, int(record.expires_at.timestamp()))
     if opening.alg is not record.alg:
         raise ValueError(f"unwrapped key for {record.kid} does not match its alg {record.alg}")
+    if not matches_public_key(record, key):
+        raise KeyMismatchError(record.kid)
     return opening
+
+
+def _spki(key: PublicKeyObject) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def matches_public_key(record: KeyRecord, private: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bool:
+    """Whether the unwrapped private key is the one behind the record's public key. A keyset
+    whose public key was swapped would have producers seal to someone else's key."""
+    return _spki(private.public_key()) == _spki(record.public_key_object())
+
+
+class KeyMismatchError(SealqError, ValueError):
+    """The private key KMS unwrapped is not the pair of the record's public key."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(
+            f"the private key of {kid!r} does not match its public key in the keyset; the record "
+            "was edited: restore it from a known-good keyset or expire the key"
+        )
+        self.kid = kid
 
 
 def unwrap(kms: Any, record: KeyRecord) -> OpeningKey:

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sealq.aws.errors import KMS_MISCONFIGURED, KMS_PERMANENT, error_code
 from sealq.envelope.jwe import OpeningKey
 from sealq.keys.keyset import KeyRecord
-from sealq.keys.kms import KeyShreddedError, decrypt_request, load_private_key
+from sealq.keys.kms import KeyMismatchError, KeyShreddedError, decrypt_request, load_private_key
 from sealq.worker.classify import KeyEntry
 from sealq.worker.logs import event
 
@@ -169,6 +169,9 @@ def _load(record: KeyRecord, der: bytes) -> OpeningKey:
     not of the record's alg) never will: every message under the kid is refused."""
     try:
         return load_private_key(record, der)
+    except KeyMismatchError as exc:
+        event(log, logging.ERROR, "unwrapped key does not match its public key", kid=record.kid)
+        raise KeyRefused(str(exc)) from None
     except Exception as exc:  # the message says only the type: never echo key material
         event(log, logging.ERROR, "unwrapped key does not load", kid=record.kid, error=type(exc).__name__)
         raise KeyRefused(
