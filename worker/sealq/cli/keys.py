@@ -101,6 +101,11 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--keyset", help="keyset file or s3://bucket/key (default: $SEALQ_KEYSET)")
+        p.add_argument(
+            "--allowed-cmk-arns",
+            help="comma-separated CMK ARNs keys may be wrapped by; refuse others "
+            "(default: $SEALQ_ALLOWED_CMK_ARNS, else any)",
+        )
         return p
 
     p = command("create", "create a key pair through KMS GenerateDataKeyPairWithoutPlaintext")
@@ -154,6 +159,18 @@ def _store(args: argparse.Namespace) -> KeysetStore:
     return KeysetStore(args.keyset or os.environ.get("SEALQ_KEYSET", ""))
 
 
+def _check_cmks(args: argparse.Namespace, records: list[KeyRecord]) -> None:
+    """Refuse records wrapped by a CMK outside --allowed-cmk-arns (one line, naming the kid)."""
+    from sealq.keys.keyset import cmk_refusal, parse_cmk_list
+
+    text = args.allowed_cmk_arns
+    allowed = parse_cmk_list(text if text is not None else os.environ.get("SEALQ_ALLOWED_CMK_ARNS", ""))
+    for record in records:
+        refusal = cmk_refusal(record, allowed)
+        if refusal is not None:
+            raise SealqError(refusal)
+
+
 def _kms() -> Any:
     return aws.client("kms")
 
@@ -202,6 +219,7 @@ def _create(
         if isinstance(exc, ClientError) and error_code(exc) in _CMK_PROBLEMS:
             message += f"; check --cmk {cmk!r} (key id, ARN or alias/NAME, enabled, in this region)"
         raise SealqError(message) from None
+    _check_cmks(args, [record])
     store.save(keyset.with_record(record))
     if args.json:
         print(json.dumps(_record_view(record, now)))
@@ -225,6 +243,8 @@ def cmd_rotate(args: argparse.Namespace) -> int:
                 "no active key to rotate from; give --cmk, --spec and --expires-in, or use `keys create`"
             )
         return _create(args, store, keyset, cmk=args.cmk, spec=args.spec, lifetime=args.expires_in)
+    if not args.cmk:
+        _check_cmks(args, [current])
     return _create(
         args,
         store,
@@ -289,7 +309,10 @@ def cmd_expire(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    jwks = _store(args).load().jwks(_now())
+    keyset = _store(args).load()
+    now = _now()
+    _check_cmks(args, [r for r in keyset if r.status(now) != "expired"])
+    jwks = keyset.jwks(now)
     if not jwks["keys"]:
         raise SealqError("no unexpired key to publish; run `sealq keys create` or `keys rotate`")
     _write(args.out, json.dumps(jwks, indent=2) + "\n")
@@ -300,5 +323,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_export_pem(args: argparse.Namespace) -> int:
     record = _store(args).load().get(args.kid)
+    _check_cmks(args, [record])
     _write(args.out, record.public_pem())
     return 0

@@ -169,6 +169,22 @@ class KeyRecord(BaseModel):
         )
 
 
+def parse_cmk_list(text: str) -> frozenset[str]:
+    """`--allowed-cmk-arns`: comma-separated CMK ARNs; empty allows any CMK."""
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
+
+
+def cmk_refusal(record: KeyRecord, allowed: frozenset[str]) -> str | None:
+    """Why `record` may not be used under an allowed-CMK list, or None when it may. A keyset
+    edited to point a key at another CMK (with that CMK's key pair) would otherwise open."""
+    if not allowed or record.cmk_arn in allowed:
+        return None
+    return (
+        f"key {record.kid!r} is wrapped by CMK {record.cmk_arn!r}, which is not in "
+        "--allowed-cmk-arns / SEALQ_ALLOWED_CMK_ARNS; add that CMK's ARN or fix the keyset"
+    )
+
+
 class UnknownKidError(SealqError, LookupError):
     """No key with this kid in the keyset (a typo, or a keyset from another environment)."""
 

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sealq.aws.errors import KMS_MISCONFIGURED, KMS_PERMANENT, error_code
 from sealq.envelope.jwe import OpeningKey
-from sealq.keys.keyset import KeyRecord
+from sealq.keys.keyset import KeyRecord, cmk_refusal
 from sealq.keys.kms import KeyMismatchError, KeyShreddedError, decrypt_request, load_private_key
 from sealq.worker.classify import KeyEntry
 from sealq.worker.logs import event
@@ -61,8 +61,10 @@ class KeyCache:
         executor: Executor | None = None,
         failure_cooldown_s: float = 2.0,
         clock: Callable[[], float] = time.time,
+        allowed_cmks: frozenset[str] = frozenset(),
     ) -> None:
         self._kms = kms
+        self._allowed_cmks = allowed_cmks
         self._executor = executor
         self._cooldown = failure_cooldown_s
         self._clock = clock
@@ -118,6 +120,10 @@ class KeyCache:
         return await asyncio.shield(pending)
 
     async def _unwrap(self, entry: KeyEntry) -> OpeningKey:
+        refusal = cmk_refusal(entry.record, self._allowed_cmks)
+        if refusal is not None:
+            event(log, logging.ERROR, "key cmk not allowed", kid=entry.record.kid, cmk=entry.record.cmk_arn)
+            raise KeyRefused(refusal)
         try:
             request = decrypt_request(entry.record)
         except KeyShreddedError as exc:
