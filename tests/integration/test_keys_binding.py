@@ -47,3 +47,19 @@ def test_keys_commands_refuse_a_key_on_a_cmk_outside_the_allowed_list(
     # the flag overrides the variable; a list holding the record's CMK lets it through
     ok = sealq(pinned, "keys", "publish", "--allowed-cmk-arns", f"{OTHER_CMK},{arn}")
     assert [k["kid"] for k in json.loads(ok.stdout)["keys"]] == [kid]
+
+
+def test_publish_refuses_a_record_whose_public_key_is_not_its_spec(
+    made: tuple[dict[str, str], str, str], tmp_path: Path
+) -> None:
+    """Someone pasted an RSA public key into a P-256 record: clients must not get it."""
+    env, kid, arn = made
+    sealq(env, "keys", "create", "--cmk", arn, "--spec", "RSA_2048", "--expires-in", "30d")
+    keyset = tmp_path / "keyset.json"
+    document = json.loads(keyset.read_text())
+    by_spec = {k["key_spec"]: k for k in document["keys"]}
+    by_spec["ECC_NIST_P256"]["public_key"] = by_spec["RSA_2048"]["public_key"]
+    keyset.write_text(json.dumps(document))
+    out = tmp_path / "jwks.json"
+    one_line_error(sealq(env, "keys", "publish", "--out", str(out), check=False), kid, "RSA_2048")
+    assert not out.exists()

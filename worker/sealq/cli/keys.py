@@ -311,7 +311,14 @@ def cmd_expire(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     keyset = _store(args).load()
     now = _now()
-    _check_cmks(args, [r for r in keyset if r.status(now) != "expired"])
+    from sealq.keys.keyset import public_key_problem
+
+    live = [r for r in keyset if r.status(now) != "expired"]
+    _check_cmks(args, live)
+    for record in live:
+        problem = public_key_problem(record)
+        if problem is not None:
+            raise SealqError(problem)
     jwks = keyset.jwks(now)
     if not jwks["keys"]:
         raise SealqError("no unexpired key to publish; run `sealq keys create` or `keys rotate`")
