@@ -63,3 +63,23 @@ def test_publish_refuses_a_record_whose_public_key_is_not_its_spec(
     out = tmp_path / "jwks.json"
     one_line_error(sealq(env, "keys", "publish", "--out", str(out), check=False), kid, "RSA_2048")
     assert not out.exists()
+
+
+def test_verify_unwraps_each_live_key_and_reports_a_swapped_public_key(
+    made: tuple[dict[str, str], str, str], tmp_path: Path
+) -> None:
+    env, kid, arn = made
+    ok = sealq(env, "keys", "verify")
+    assert ok.stdout.splitlines() == [f"{kid}: ok: the private key matches its public key"]
+    other = sealq(env, "keys", "create", "--cmk", arn, "--expires-in", "30d").stdout.strip()
+    keyset = tmp_path / "keyset.json"
+    document = json.loads(keyset.read_text())
+    by_kid = {k["kid"]: k for k in document["keys"]}
+    by_kid[kid]["public_key"] = by_kid[other]["public_key"]  # same spec: publish cannot tell
+    keyset.write_text(json.dumps(document))
+    proc = sealq(env, "keys", "verify", check=False)
+    assert proc.returncode == 1
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
+    assert set(lines) == {kid, other}
+    assert lines[other].startswith("ok") and "does not match its public key" in lines[kid]
+    assert "PRIVATE" not in proc.stdout + proc.stderr

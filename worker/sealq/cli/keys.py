@@ -145,6 +145,9 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--out", default="-", help="file to write (default: stdout)")
     p.set_defaults(func=cmd_publish)
 
+    p = command("verify", "unwrap each live key once through KMS and check it matches its public key")
+    p.set_defaults(func=cmd_verify)
+
     p = command("export-pem", "print one public key as PEM, as the openssl recipe uses it")
     p.add_argument("kid")
     p.add_argument("--out", default="-", help="file to write (default: stdout)")
@@ -161,14 +164,9 @@ def _store(args: argparse.Namespace) -> KeysetStore:
 
 def _check_cmks(args: argparse.Namespace, records: list[KeyRecord]) -> None:
     """Refuse records wrapped by a CMK outside --allowed-cmk-arns (one line, naming the kid)."""
-    from sealq.keys.keyset import cmk_refusal, parse_cmk_list
+    from sealq.keys.keyset import refuse_foreign_cmks
 
-    text = args.allowed_cmk_arns
-    allowed = parse_cmk_list(text if text is not None else os.environ.get("SEALQ_ALLOWED_CMK_ARNS", ""))
-    for record in records:
-        refusal = cmk_refusal(record, allowed)
-        if refusal is not None:
-            raise SealqError(refusal)
+    refuse_foreign_cmks(records, args.allowed_cmk_arns or os.environ.get("SEALQ_ALLOWED_CMK_ARNS", ""))
 
 
 def _kms() -> Any:
@@ -333,3 +331,19 @@ def cmd_export_pem(args: argparse.Namespace) -> int:
     _check_cmks(args, [record])
     _write(args.out, record.public_pem())
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from sealq.keys.kms import verify_key
+
+    now = _now()
+    live = [r for r in _store(args).load() if r.status(now) != "expired" and r.wrapped_private_key]
+    if not live:
+        raise SealqError("no live key to verify; run `sealq keys create` or `keys rotate`")
+    _check_cmks(args, live)
+    kms, bad = _kms(), 0
+    for record in live:
+        problem = verify_key(kms, record)
+        bad += problem is not None
+        print(f"{record.kid}: {problem or 'ok: the private key matches its public key'}")
+    return 1 if bad else 0

@@ -213,6 +213,15 @@ def cmk_refusal(record: KeyRecord, allowed: frozenset[str]) -> str | None:
     )
 
 
+def refuse_foreign_cmks(records: list[KeyRecord], allowed_text: str) -> None:
+    """For the `keys` commands: a SealqError naming the first record on a CMK not allowed."""
+    allowed = parse_cmk_list(allowed_text)
+    for record in records:
+        refusal = cmk_refusal(record, allowed)
+        if refusal is not None:
+            raise SealqError(refusal)
+
+
 class UnknownKidError(SealqError, LookupError):
     """No key with this kid in the keyset (a typo, or a keyset from another environment)."""
 

@@ -123,3 +123,20 @@ def unwrap(kms: Any, record: KeyRecord) -> OpeningKey:
     """One kms:Decrypt, then parse. Blocking: the worker calls the async twin instead."""
     response = kms.decrypt(**decrypt_request(record))
     return load_private_key(record, response["Plaintext"])
+
+
+def verify_key(kms: Any, record: KeyRecord) -> str | None:
+    """`keys verify`: unwrap once through KMS and check the pair; what is wrong, or None."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        unwrap(kms, record)
+    except ClientError as exc:
+        return f"KMS Decrypt refused: {exc.response.get('Error', {}).get('Code', 'unknown')}"
+    except BotoCoreError as exc:
+        return f"KMS Decrypt failed: {type(exc).__name__}"
+    except (KeyMismatchError, KeyShreddedError) as exc:
+        return str(exc)
+    except ValueError as exc:  # only the type: never echo key material
+        return f"the unwrapped key does not load as its {record.alg.value} key ({type(exc).__name__})"
+    return None
