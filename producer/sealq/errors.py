@@ -24,6 +24,7 @@ defined where they are raised (module in brackets) and importable from there::
     ├── OperationFailedError       [sealq.dlq.operations] an AWS call failed part way; says how much was done
     ├── UnknownKidError            [sealq.keys.keyset] no such kid in the keyset (also LookupError)
     ├── KeyShreddedError           [sealq.keys.kms] the key's private half was erased (also LookupError)
+    ├── KeyMismatchError           [sealq.keys.kms] the unwrapped private key does not match the public key
     └── StandInError               [sealq.demo.standin] the local AWS stand-in failed (also RuntimeError)
 
 Every failure to open a message is one opaque type (`OpenError`) so callers cannot build an

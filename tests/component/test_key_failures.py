@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sealq.envelope.attributes import ATTR_DETAIL
 from sealq.envelope.jwe import seal_at
 from sealq.errors import Reason
-from sealq.testing.kms import FakeKMS, record_for
+from sealq.testing.kms import FAKE_CMK_ARN, FakeKMS, record_for
 from sealq.worker.classify import KeyEntry
 from sealq.worker.http import HealthServer
 from sealq.worker.keycache import KeyCache, KeyRefused
@@ -69,7 +69,8 @@ async def test_unwrapped_bytes_that_do_not_load_cost_one_kms_call_per_cooldown()
 
 
 async def test_key_that_does_not_load_dead_letters_its_messages_for_one_kms_call(
-    tmp_path: Path, keys: Keys  # noqa: F811 - the fixture
+    tmp_path: Path,
+    keys: Keys,  # noqa: F811 - the fixture
 ) -> None:
     r = Rig(tmp_path / "keyset.json")
     r.add(keys.ec, LIVE)
@@ -130,3 +131,51 @@ async def test_disabled_cmk_is_logged_counted_and_dead_lettered_key_unavailable_
     _, _, metrics = HealthServer(worker, "127.0.0.1", 0).route("/metrics")
     assert 'sealq_kms_errors_total{code="DisabledException"} 1.0' in metrics.decode()
     assert 'sealq_dead_lettered_total{kid="ec-live",reason="key-unavailable"} 6.0' in metrics.decode()
+
+
+async def test_a_record_whose_public_key_was_swapped_is_refused_once_per_cooldown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A keyset edited to carry someone else's public key (producers would seal to it) while
+    keeping our wrapped private key: the unwrapped key does not match, so the kid is refused."""
+    kms = FakeKMS()
+    genuine = record_for(kms, ec.generate_private_key(ec.SECP256R1()), BROKEN)
+    other = record_for(FakeKMS(), ec.generate_private_key(ec.SECP256R1()), "ec-other")
+    swapped = genuine.model_copy(update={"public_key": other.public_key})
+    entry = KeyEntry(swapped, swapped.expires_at.timestamp(), False)
+    cache = KeyCache(kms, failure_cooldown_s=2.0, clock=Clock())
+    caplog.set_level(logging.ERROR, logger="sealq.worker")
+    for _ in range(20):
+        with pytest.raises(KeyRefused, match="does not match its public key"):
+            await cache.get(entry)
+    assert kms.calls == 1 and BROKEN not in cache
+    assert any("does not match its public key" in r.getMessage() for r in caplog.records)
+    # the untouched record of the same key still opens
+    fresh = KeyCache(kms)
+    assert (await fresh.get(KeyEntry(genuine, genuine.expires_at.timestamp(), False))).kid == BROKEN
+
+
+async def test_a_key_on_a_cmk_outside_allowed_cmk_arns_is_dead_lettered_without_calling_kms(
+    tmp_path: Path,
+    keys: Keys,  # noqa: F811 - the fixture
+) -> None:
+    """A keyset edited to point a key at another CMK (holding a pair someone else made) would
+    unwrap and match; pinning the CMKs refuses it before any KMS call."""
+    r = Rig(tmp_path / "keyset.json")
+    r.add(keys.ec, LIVE)
+    r.add(keys.ec2, BROKEN)
+    foreign = "arn:aws:kms:us-east-1:111111111111:key/someone-else"
+    r.records[BROKEN] = r.records[BROKEN].model_copy(update={"cmk_arn": foreign})
+    r.save()
+    handler = Recorder()
+    worker = r.worker(handler, allowed_cmk_arns=f" {FAKE_CMK_ARN} ,arn:aws:kms:eu-west-1:0:key/spare")
+    async with running(worker):
+        bad = [
+            r.put(seal_at(f"b{i}".encode(), sealing(BROKEN, keys.ec2), time.time()), attrs(BROKEN))
+            for i in range(3)
+        ]
+        good = r.put(seal_at(b"ok", sealing(LIVE, keys.ec), time.time()), attrs(LIVE))
+        await until(lambda: len(peek(r.dlq)) == len(bad) and good in handler.handled_ids(), what="settled")
+    assert {dlq_reason(m) for m in peek(r.dlq)} == {Reason.DECRYPT_FAILED.value}
+    assert r.kms.calls == 1  # LIVE only: the foreign CMK was never asked
+    assert len(r.src) == 0 and len(handler.messages) == 1

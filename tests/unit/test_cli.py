@@ -26,6 +26,7 @@ RUN_FLAGS = {
     "queue-url": str,
     "dlq-url": str,
     "keyset": str,
+    "allowed-cmk-arns": str,
     "handler": str,
     "concurrency": int,
     "processes": int,

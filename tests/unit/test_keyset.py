@@ -9,7 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from sealq.keys.keyset import KeyRecord, Keyset, KeySpec, KeyState, UnknownKidError, new_kid
+from sealq.keys.keyset import (
+    KeyRecord,
+    Keyset,
+    KeySpec,
+    KeyState,
+    UnknownKidError,
+    new_kid,
+    public_key_problem,
+)
 from sealq.keys.store import KeysetError, parse_keyset
 from sealq.producer.jwks import choose_key, parse_jwks
 from tests.conftest import KeyPair
@@ -196,3 +204,21 @@ def test_parse_keyset_errors_name_the_field(ec_pair: KeyPair, mutate: object, me
 def test_parse_keyset_rejects_non_json() -> None:
     with pytest.raises(KeysetError, match=r"ks.json is not a valid sealq keyset"):
         parse_keyset(b"{nope", "ks.json")
+
+
+def test_public_key_problem_names_the_kid_of_a_key_that_is_not_its_spec(
+    keypairs: dict[str, KeyPair], rsa_pair: KeyPair
+) -> None:
+    good = _record(keypairs["P-384"], "p384-k", spec=KeySpec.ECC_NIST_P384)
+    assert public_key_problem(good) is None
+    assert public_key_problem(_record(rsa_pair, "rsa-k", spec=KeySpec.RSA_2048)) is None
+    other_curve = good.model_copy(update={"public_key": _der(keypairs["P-256"])})
+    rsa_in_ec = good.model_copy(update={"public_key": _der(rsa_pair)})
+    wrong_size = _record(rsa_pair, "rsa-k", spec=KeySpec.RSA_4096)
+    for record, shown in ((other_curve, "P-256"), (rsa_in_ec, "RSA_2048"), (wrong_size, "RSA_2048")):
+        problem = public_key_problem(record)
+        assert problem is not None and record.kid in problem and shown in problem
+        assert "\n" not in problem
+    garbage = good.model_copy(update={"public_key": base64.b64encode(b"not a key").decode()})
+    problem = public_key_problem(garbage)
+    assert problem is not None and "p384-k" in problem and "does not parse" in problem

@@ -101,6 +101,11 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--keyset", help="keyset file or s3://bucket/key (default: $SEALQ_KEYSET)")
+        p.add_argument(
+            "--allowed-cmk-arns",
+            help="comma-separated CMK ARNs keys may be wrapped by; refuse others "
+            "(default: $SEALQ_ALLOWED_CMK_ARNS, else any)",
+        )
         return p
 
     p = command("create", "create a key pair through KMS GenerateDataKeyPairWithoutPlaintext")
@@ -140,6 +145,9 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--out", default="-", help="file to write (default: stdout)")
     p.set_defaults(func=cmd_publish)
 
+    p = command("verify", "unwrap each live key once through KMS and check it matches its public key")
+    p.set_defaults(func=cmd_verify)
+
     p = command("export-pem", "print one public key as PEM, as the openssl recipe uses it")
     p.add_argument("kid")
     p.add_argument("--out", default="-", help="file to write (default: stdout)")
@@ -152,6 +160,13 @@ def _store(args: argparse.Namespace) -> KeysetStore:
     from sealq.keys.store import KeysetStore
 
     return KeysetStore(args.keyset or os.environ.get("SEALQ_KEYSET", ""))
+
+
+def _check_cmks(args: argparse.Namespace, records: list[KeyRecord]) -> None:
+    """Refuse records wrapped by a CMK outside --allowed-cmk-arns (one line, naming the kid)."""
+    from sealq.keys.keyset import refuse_foreign_cmks
+
+    refuse_foreign_cmks(records, args.allowed_cmk_arns or os.environ.get("SEALQ_ALLOWED_CMK_ARNS", ""))
 
 
 def _kms() -> Any:
@@ -202,6 +217,7 @@ def _create(
         if isinstance(exc, ClientError) and error_code(exc) in _CMK_PROBLEMS:
             message += f"; check --cmk {cmk!r} (key id, ARN or alias/NAME, enabled, in this region)"
         raise SealqError(message) from None
+    _check_cmks(args, [record])
     store.save(keyset.with_record(record))
     if args.json:
         print(json.dumps(_record_view(record, now)))
@@ -225,6 +241,8 @@ def cmd_rotate(args: argparse.Namespace) -> int:
                 "no active key to rotate from; give --cmk, --spec and --expires-in, or use `keys create`"
             )
         return _create(args, store, keyset, cmk=args.cmk, spec=args.spec, lifetime=args.expires_in)
+    if not args.cmk:
+        _check_cmks(args, [current])
     return _create(
         args,
         store,
@@ -289,7 +307,17 @@ def cmd_expire(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    jwks = _store(args).load().jwks(_now())
+    keyset = _store(args).load()
+    now = _now()
+    from sealq.keys.keyset import public_key_problem
+
+    live = [r for r in keyset if r.status(now) != "expired"]
+    _check_cmks(args, live)
+    for record in live:
+        problem = public_key_problem(record)
+        if problem is not None:
+            raise SealqError(problem)
+    jwks = keyset.jwks(now)
     if not jwks["keys"]:
         raise SealqError("no unexpired key to publish; run `sealq keys create` or `keys rotate`")
     _write(args.out, json.dumps(jwks, indent=2) + "\n")
@@ -300,5 +328,22 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_export_pem(args: argparse.Namespace) -> int:
     record = _store(args).load().get(args.kid)
+    _check_cmks(args, [record])
     _write(args.out, record.public_pem())
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from sealq.keys.kms import verify_key
+
+    now = _now()
+    live = [r for r in _store(args).load() if r.status(now) != "expired" and r.wrapped_private_key]
+    if not live:
+        raise SealqError("no live key to verify; run `sealq keys create` or `keys rotate`")
+    _check_cmks(args, live)
+    kms, bad = _kms(), 0
+    for record in live:
+        problem = verify_key(kms, record)
+        bad += problem is not None
+        print(f"{record.kid}: {problem or 'ok: the private key matches its public key'}")
+    return 1 if bad else 0

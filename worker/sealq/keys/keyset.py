@@ -14,9 +14,18 @@ from enum import StrEnum
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sealq.envelope.jwk import Alg, PublicKeyObject, SealingKey, public_key_to_jwk, validate_kid
+from sealq.envelope.jwk import (
+    Alg,
+    PublicKeyObject,
+    SealingKey,
+    alg_for_key,
+    curve_name,
+    public_key_to_jwk,
+    validate_kid,
+)
 from sealq.errors import SealqError
 
 KEYSET_FORMAT = "sealq-keyset/1"
@@ -167,6 +176,50 @@ class KeyRecord(BaseModel):
                 "shredded_at": _utc(now).replace(microsecond=0),
             }
         )
+
+
+def public_key_problem(record: KeyRecord) -> str | None:
+    """What is wrong with a record's public key (it does not parse, or is not of its key
+    spec and alg), or None: the cheap checks before clients are told to seal to it."""
+    try:
+        validate_kid(record.kid)
+        key = record.public_key_object()
+        alg = alg_for_key(key)
+        size = curve_name(key) if isinstance(key, ec.EllipticCurvePublicKey) else f"RSA_{key.key_size}"
+    except Exception as exc:  # only the type: never echo what the record holds
+        return f"key {record.kid[:64]!r} has a public key that does not parse ({type(exc).__name__})"
+    expected = record.key_spec.value.replace("ECC_NIST_P", "P-")
+    if alg is not record.alg or size != expected:
+        return (
+            f"key {record.kid!r} has a {size} public key but says {record.key_spec.value} "
+            f"({record.alg.value}); the record was edited: restore it or expire the key"
+        )
+    return None
+
+
+def parse_cmk_list(text: str) -> frozenset[str]:
+    """`--allowed-cmk-arns`: comma-separated CMK ARNs; empty allows any CMK."""
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
+
+
+def cmk_refusal(record: KeyRecord, allowed: frozenset[str]) -> str | None:
+    """Why `record` may not be used under an allowed-CMK list, or None when it may. A keyset
+    edited to point a key at another CMK (with that CMK's key pair) would otherwise open."""
+    if not allowed or record.cmk_arn in allowed:
+        return None
+    return (
+        f"key {record.kid!r} is wrapped by CMK {record.cmk_arn!r}, which is not in "
+        "--allowed-cmk-arns / SEALQ_ALLOWED_CMK_ARNS; add that CMK's ARN or fix the keyset"
+    )
+
+
+def refuse_foreign_cmks(records: list[KeyRecord], allowed_text: str) -> None:
+    """For the `keys` commands: a SealqError naming the first record on a CMK not allowed."""
+    allowed = parse_cmk_list(allowed_text)
+    for record in records:
+        refusal = cmk_refusal(record, allowed)
+        if refusal is not None:
+            raise SealqError(refusal)
 
 
 class UnknownKidError(SealqError, LookupError):

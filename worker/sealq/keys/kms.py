@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sealq.envelope.jwe import OpeningKey
-from sealq.envelope.jwk import alg_for_key
+from sealq.envelope.jwk import PublicKeyObject, alg_for_key
 from sealq.errors import SealqError
 from sealq.keys.keyset import KeyRecord, KeySpec, KeyState, new_kid
 
@@ -93,10 +93,50 @@ def load_private_key(record: KeyRecord, der: bytes) -> OpeningKey:
     opening = OpeningKey(record.kid, key, int(record.expires_at.timestamp()))
     if opening.alg is not record.alg:
         raise ValueError(f"unwrapped key for {record.kid} does not match its alg {record.alg}")
+    if not matches_public_key(record, key):
+        raise KeyMismatchError(record.kid)
     return opening
+
+
+def _spki(key: PublicKeyObject) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def matches_public_key(record: KeyRecord, private: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bool:
+    """Whether the unwrapped private key is the one behind the record's public key. A keyset
+    whose public key was swapped would have producers seal to someone else's key."""
+    return _spki(private.public_key()) == _spki(record.public_key_object())
+
+
+class KeyMismatchError(SealqError, ValueError):
+    """The private key KMS unwrapped is not the pair of the record's public key."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(
+            f"the private key of {kid!r} does not match its public key in the keyset; the record "
+            "was edited: restore it from a known-good keyset or expire the key"
+        )
+        self.kid = kid
 
 
 def unwrap(kms: Any, record: KeyRecord) -> OpeningKey:
     """One kms:Decrypt, then parse. Blocking: the worker calls the async twin instead."""
     response = kms.decrypt(**decrypt_request(record))
     return load_private_key(record, response["Plaintext"])
+
+
+def verify_key(kms: Any, record: KeyRecord) -> str | None:
+    """`keys verify`: unwrap once through KMS and check the pair; what is wrong, or None."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        unwrap(kms, record)
+    except ClientError as exc:
+        return f"KMS Decrypt refused: {exc.response.get('Error', {}).get('Code', 'unknown')}"
+    except BotoCoreError as exc:
+        return f"KMS Decrypt failed: {type(exc).__name__}"
+    except (KeyMismatchError, KeyShreddedError) as exc:
+        return str(exc)
+    except ValueError as exc:  # only the type: never echo key material
+        return f"the unwrapped key does not load as its {record.alg.value} key ({type(exc).__name__})"
+    return None

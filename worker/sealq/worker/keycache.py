@@ -22,8 +22,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sealq.aws.errors import KMS_MISCONFIGURED, KMS_PERMANENT, error_code
 from sealq.envelope.jwe import OpeningKey
-from sealq.keys.keyset import KeyRecord
-from sealq.keys.kms import KeyShreddedError, decrypt_request, load_private_key
+from sealq.keys.keyset import KeyRecord, cmk_refusal
+from sealq.keys.kms import KeyMismatchError, KeyShreddedError, decrypt_request, load_private_key
 from sealq.worker.classify import KeyEntry
 from sealq.worker.logs import event
 
@@ -61,8 +61,10 @@ class KeyCache:
         executor: Executor | None = None,
         failure_cooldown_s: float = 2.0,
         clock: Callable[[], float] = time.time,
+        allowed_cmks: frozenset[str] = frozenset(),
     ) -> None:
         self._kms = kms
+        self._allowed_cmks = allowed_cmks
         self._executor = executor
         self._cooldown = failure_cooldown_s
         self._clock = clock
@@ -118,6 +120,10 @@ class KeyCache:
         return await asyncio.shield(pending)
 
     async def _unwrap(self, entry: KeyEntry) -> OpeningKey:
+        refusal = cmk_refusal(entry.record, self._allowed_cmks)
+        if refusal is not None:
+            event(log, logging.ERROR, "key cmk not allowed", kid=entry.record.kid, cmk=entry.record.cmk_arn)
+            raise KeyRefused(refusal)
         try:
             request = decrypt_request(entry.record)
         except KeyShreddedError as exc:
@@ -169,6 +175,9 @@ def _load(record: KeyRecord, der: bytes) -> OpeningKey:
     not of the record's alg) never will: every message under the kid is refused."""
     try:
         return load_private_key(record, der)
+    except KeyMismatchError as exc:
+        event(log, logging.ERROR, "unwrapped key does not match its public key", kid=record.kid)
+        raise KeyRefused(str(exc)) from None
     except Exception as exc:  # the message says only the type: never echo key material
         event(log, logging.ERROR, "unwrapped key does not load", kid=record.kid, error=type(exc).__name__)
         raise KeyRefused(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sealq.envelope.jwe import DEFAULT_MAX_TOKEN_BYTES
+from sealq.keys.keyset import parse_cmk_list
 from sealq.keys.store import KeysetStore
 from sealq.worker.handler import Handler
 from sealq.worker.keycache import KeyCache
@@ -72,7 +73,9 @@ class Worker:
         self.stats = Stats()
         self._stopping = asyncio.Event()
         self._crypto = ThreadPoolExecutor(s.crypto_threads, thread_name_prefix="sealq-crypto")
-        self.keys = KeyCache(kms, executor=self._crypto, clock=clock)
+        self.keys = KeyCache(
+            kms, executor=self._crypto, clock=clock, allowed_cmks=parse_cmk_list(s.allowed_cmk_arns)
+        )
         self._keyring = Keyring(
             keystore,
             self.keys,

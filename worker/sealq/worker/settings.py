@@ -54,6 +54,11 @@ class WorkerSettings(BaseSettings):
     key_grace_s: int = Field(
         DEFAULT_KEY_GRACE_S, ge=0, description="messages sealed before key expiry still open this long after"
     )
+    allowed_cmk_arns: str = Field(
+        default_factory=str,
+        description="comma-separated CMK ARNs keys may be wrapped by; others are refused",
+        json_schema_extra={"default_help": "any CMK"},
+    )
     keyset_refresh_s: float = Field(60.0, gt=0, description="re-read the keyset this often")
     crypto_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 2,
