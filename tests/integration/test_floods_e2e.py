@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -20,21 +19,9 @@ __all__ = ["setup"]  # the fixture, used by name
 
 
 def dlq_reasons(s: Setup, expected: int) -> list[str | None]:
-    reasons: dict[str, str | None] = {}
-    for _ in range(100):
-        if len(reasons) >= expected:
-            break
-        got: list[dict[str, Any]] = s.sqs.receive_message(
-            QueueUrl=s.dlq_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
-            VisibilityTimeout=120,
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        for m in got:
-            reason = (m.get("MessageAttributes") or {}).get(ATTR_REASON)
-            reasons[m["MessageId"]] = None if reason is None else reason["StringValue"]
-    return list(reasons.values())
+    got = s.receive_each(s.dlq_url, expected, 100, VisibilityTimeout=120, MessageAttributeNames=["All"])
+    reasons = [(m.get("MessageAttributes") or {}).get(ATTR_REASON) for m in got.values()]
+    return [None if r is None else r["StringValue"] for r in reasons]
 
 
 def test_unknown_kid_flood_is_labelled_before_the_redrive_policy_takes_it(setup: Setup) -> None:

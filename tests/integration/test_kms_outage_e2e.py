@@ -26,7 +26,6 @@ from sealq.keys.store import KeysetStore
 from sealq.worker.app import open_clients
 from sealq.worker.handler import Message
 from sealq.worker.pool import Tuning, Worker
-from sealq.worker.settings import WorkerSettings
 from tests.integration import test_worker_e2e
 from tests.integration.test_worker_e2e import Proxy, Setup, running
 
@@ -60,17 +59,7 @@ async def test_kms_outage_mid_stream_holds_the_new_key_and_keeps_the_cached_one_
     def count(prefix: str) -> int:
         return sum(1 for t in seen if t.startswith(prefix))
 
-    settings = WorkerSettings(
-        queue_url=s.queue_url,
-        dlq_url=s.dlq_url,
-        keyset=str(s.keyset),
-        handler="unused:handle",
-        concurrency=4,
-        wait_time_s=1,
-        visibility_timeout_s=30,
-        heartbeat_s=5,
-        shutdown_grace_s=5,
-    )
+    settings = s.in_process_settings()
     before = [f"a-before-{i}" for i in range(10)]
     during = [f"a-during-{i}" for i in range(10)]
     new = [f"b-{i}" for i in range(10)]

@@ -4,8 +4,6 @@ message's receive count, however many of the worker's long polls are open at the
 
 from __future__ import annotations
 
-from typing import Any
-
 from tests.integration.test_worker_e2e import Setup, setup, wait_for, worker_process
 
 __all__ = ["setup"]  # the fixture, used by name
@@ -13,20 +11,9 @@ __all__ = ["setup"]  # the fixture, used by name
 
 def receive_counts(s: Setup, expected: int) -> dict[str, int]:
     """Every message's ApproximateReceiveCount as this very receive reports it (so: + 1)."""
-    counts: dict[str, int] = {}
-    for _ in range(50):
-        if len(counts) >= expected:
-            break
-        got: list[dict[str, Any]] = s.sqs.receive_message(
-            QueueUrl=s.queue_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
-            VisibilityTimeout=60,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
-        ).get("Messages", [])
-        for m in got:
-            counts[m["MessageId"]] = int(m["Attributes"]["ApproximateReceiveCount"])
-    return counts
+    wanted = ["ApproximateReceiveCount"]
+    got = s.receive_each(s.queue_url, expected, 50, VisibilityTimeout=60, MessageSystemAttributeNames=wanted)
+    return {mid: int(m["Attributes"]["ApproximateReceiveCount"]) for mid, m in got.items()}
 
 
 def test_sigterm_with_long_polls_open_adds_at_most_one_receive(setup: Setup) -> None:

@@ -108,6 +108,31 @@ class Setup:
         ]
         return int(attrs["ApproximateNumberOfMessages"])
 
+    def receive_each(self, url: str, expected: int, rounds: int, **request: Any) -> dict[str, dict[str, Any]]:
+        """Receive until `expected` distinct messages were seen (at most `rounds` calls), hiding
+        them for the request's VisibilityTimeout; message id -> the newest copy received."""
+        seen: dict[str, dict[str, Any]] = {}
+        for _ in range(rounds):
+            if len(seen) >= expected:
+                break
+            got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, **request)
+            seen.update((m["MessageId"], m) for m in got.get("Messages", []))
+        return seen
+
+    def in_process_settings(self) -> WorkerSettings:
+        """Settings for a Worker run inside the test (its handler is passed directly)."""
+        return WorkerSettings(
+            queue_url=self.queue_url,
+            dlq_url=self.dlq_url,
+            keyset=str(self.keyset),
+            handler="unused:handle",
+            concurrency=4,
+            wait_time_s=1,
+            visibility_timeout_s=30,
+            heartbeat_s=5,
+            shutdown_grace_s=5,
+        )
+
     def run_args(self, **flags: object) -> list[str]:
         values: dict[str, object] = {
             "queue-url": self.queue_url,
@@ -323,17 +348,7 @@ async def test_kms_outage_keeps_messages_until_kms_is_back(
     async def handle(message: Message) -> None:
         seen.append(message.plaintext.decode())
 
-    settings = WorkerSettings(
-        queue_url=s.queue_url,
-        dlq_url=s.dlq_url,
-        keyset=str(s.keyset),
-        handler="unused:handle",
-        concurrency=4,
-        wait_time_s=1,
-        visibility_timeout_s=30,
-        heartbeat_s=5,
-        shutdown_grace_s=5,
-    )
+    settings = s.in_process_settings()
     async with AsyncExitStack() as stack:
         sqs, kms = await open_clients(stack)
         worker = Worker(
