@@ -4,6 +4,11 @@ Sources: a dict, a file path, an `s3://bucket/key` URL or an `https://` URL (pla
 only to loopback, for tests: a JWKS fetched over an unauthenticated channel could carry an
 attacker's key). The source is re-read every `refresh_s` and whenever no key is usable, so
 clients pick up a rotation without a restart.
+
+With `verify_with` (pinned signer keys, sealq.producer.pins) the source must be a signed key
+set (sealq.producer.signed): one that fails verification is refused on load, and on refresh
+the verified keys loaded before stay in use; once the signed document's `exp` passes, no key
+is used until a fresh one verifies.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from sealq.envelope.jwk import SealingKey, jwk_to_sealing_key
-from sealq.errors import JwksError, NoUsableKeyError
+from sealq.errors import JwksError, NoUsableKeyError, SignedJwksExpiredError, UnsignedJwksError
+from sealq.producer.pins import PinsInput, load_pins
+from sealq.producer.signed import KeySetVerifier
 
 log = logging.getLogger("sealq.producer")
 
@@ -180,19 +187,33 @@ class PublicKeySet:
         refresh_s: float = 300.0,
         s3_client: Any | None = None,
         clock: Callable[[], float] = time.time,
+        verify_with: PinsInput | None = None,
     ) -> None:
         self._clock = clock
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
         self._fetcher: _Fetcher | None = None
+        self._verifier = None if verify_with is None else KeySetVerifier(load_pins(verify_with))
         if isinstance(source, Mapping):
-            self._keys = parse_jwks(source)
+            if self._verifier is not None:
+                raise UnsignedJwksError(
+                    "a JWKS dict is unsigned but a signer is pinned (verify_with); pass the "
+                    "signed document's location instead"
+                )
+            self._keys, self._valid_until = parse_jwks(source), float("inf")
         else:
             self._fetcher = _Fetcher(source, s3_client)
             data = self._fetcher.fetch()
             assert data is not None
-            self._keys = parse_jwks(data)
+            self._keys, self._valid_until = self._parse(data)
         self._loaded_at = self._clock()
+
+    def _parse(self, data: bytes) -> tuple[tuple[SealingKey, ...], float]:
+        """The keys in `data` and until when they may be used (the signed document's exp)."""
+        if self._verifier is None:
+            return parse_jwks(data), float("inf")
+        signed = self._verifier.verify(data, self._clock())
+        return parse_jwks(signed.jwks), float(signed.expires_at)
 
     @property
     def keys(self) -> tuple[SealingKey, ...]:
@@ -207,7 +228,7 @@ class PublicKeySet:
             data = self._fetcher.fetch()
             if data is None:
                 return False
-            keys = parse_jwks(data)
+            keys, self._valid_until = self._parse(data)
             changed = keys != self._keys
             self._keys = keys
             return changed
@@ -217,6 +238,14 @@ class PublicKeySet:
         now = self._clock()
         if self._fetcher is not None and now - self._loaded_at >= self._refresh_s:
             self._refresh_quietly()
+        if now >= self._valid_until:
+            if self._fetcher is not None and now - self._loaded_at >= _MIN_RETRY_S:
+                self._refresh_quietly()
+            if now >= self._valid_until:
+                raise SignedJwksExpiredError(
+                    "the signed key set in use has expired and no fresh one verified; ask the "
+                    "operator to run `sealq keys publish --sign-with KEY` again"
+                )
         try:
             return choose_key(self._keys, now)
         except NoUsableKeyError:
@@ -229,7 +258,9 @@ class PublicKeySet:
         """The current key when that needs no read of the source, else None (then call
         `current`, e.g. in a thread): lets the async producer skip a thread hop per send."""
         now = self._clock()
-        if self._fetcher is not None and now - self._loaded_at >= self._refresh_s:
+        if (self._fetcher is not None and now - self._loaded_at >= self._refresh_s) or (
+            now >= self._valid_until
+        ):
             return None
         try:
             return choose_key(self._keys, now)
