@@ -21,6 +21,7 @@ from sealq.envelope.b64 import b64url_decode, b64url_encode
 from sealq.envelope.jwk import public_key_to_jwk
 from sealq.errors import (
     BadSignatureError,
+    JwksError,
     JwksRollbackError,
     SignedJwksExpiredError,
     UnsignedJwksError,
@@ -239,3 +240,11 @@ def test_signer_refuses_a_key_that_cannot_sign_es256() -> None:
 
     with pytest.raises(SignerKeyError, match="RSA_2048 key for SIGN_VERIFY; create one with"):
         signer(Rsa(), "alias/rsa")
+
+
+def test_an_unpinned_producer_is_told_to_pin_a_signed_key_set(kms: FakeKMS, tmp_path: Path) -> None:
+    by = new_signer(kms, "alias/unpinned")
+    publish(kms, by, tmp_path / "jwks.jws", version=1)
+    with pytest.raises(JwksError, match=r"signed .* pin its signer with verify_with") as caught:
+        Producer(QUEUE, tmp_path / "jwks.jws", sqs_client=RecordingSQS())
+    one_line(caught)

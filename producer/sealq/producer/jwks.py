@@ -39,9 +39,16 @@ _MIN_RETRY_S = 5.0
 def parse_jwks(document: bytes | str | Mapping[str, Any]) -> tuple[SealingKey, ...]:
     """Validate a JWKS document; JwksError names the first problem found."""
     if isinstance(document, bytes | str):
+        raw = document
         try:
-            document = json.loads(document)
+            document = json.loads(raw)
         except ValueError as exc:
+            text = raw if isinstance(raw, str) else raw.decode("latin-1")
+            if text.strip().count(".") == 2 and not text.lstrip().startswith("{"):
+                raise JwksError(
+                    "this key set is signed (a compact JWS): pin its signer with verify_with= "
+                    "or --verify-with (the key from `sealq keys signer-pem`)"
+                ) from None
             raise JwksError(f"JWKS is not valid JSON: {exc}") from None
     if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
         raise JwksError('JWKS must be a JSON object with a "keys" array')
@@ -130,7 +137,7 @@ class _Fetcher:
         problem = _refusal(url)
         if problem is not None:
             raise JwksError(problem)
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+        request = urllib.request.Request(url, headers={"Accept": "application/json, application/jose"})  # noqa: S310
         if isinstance(self._version, str):
             request.add_header("If-None-Match", self._version)
         try:
