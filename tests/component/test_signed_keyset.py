@@ -248,3 +248,17 @@ def test_an_unpinned_producer_is_told_to_pin_a_signed_key_set(kms: FakeKMS, tmp_
     with pytest.raises(JwksError, match=r"signed .* pin its signer with verify_with") as caught:
         Producer(QUEUE, tmp_path / "jwks.jws", sqs_client=RecordingSQS())
     one_line(caught)
+
+
+def test_signature_validity_without_a_signer_is_refused(
+    kms: FakeKMS, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sealq.cli.main import main
+    from sealq.testing import record_for, write_keyset
+
+    write_keyset(tmp_path / "keyset.json", record_for(kms, ec.generate_private_key(ec.SECP256R1()), "k-1"))
+    argv = ["keys", "publish", "--keyset", str(tmp_path / "keyset.json"), "--out", str(tmp_path / "j")]
+    assert main([*argv, "--signature-valid-for", "1d"]) == 1
+    err = capsys.readouterr().err
+    assert err == "sealq: error: --signature-valid-for applies only with --sign-with KMS_KEY\n"
+    assert main(argv) == 0 and json.loads((tmp_path / "j").read_text())["keys"][0]["kid"] == "k-1"

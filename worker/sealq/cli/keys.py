@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from sealq.aws import clients as aws
 from sealq.aws.errors import AwsError, describe_aws_error
-from sealq.cli.keys_sign import add_signing, signed_document
+from sealq.cli.keys_sign import add_signing, published_text
 from sealq.cli.parser import OneLineArgumentParser
 from sealq.durations import format_duration, parse_duration
 from sealq.errors import SealqError
@@ -316,8 +316,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     jwks = keyset.jwks(now)
     if not jwks["keys"]:
         raise SealqError("no unexpired key to publish; run `sealq keys create` or `keys rotate`")
-    text = signed_document(args, jwks, now) if args.sign_with else json.dumps(jwks, indent=2) + "\n"
-    _write(args.out, text)
+    _write(args.out, published_text(args, jwks, now))
     if args.out != "-":
         print(f"wrote {len(jwks['keys'])} key(s) to {args.out}", file=sys.stderr)
     return 0

@@ -43,7 +43,6 @@ def add_signing(publish: argparse.ArgumentParser, sub: argparse._SubParsersActio
     publish.add_argument(
         "--signature-valid-for",
         type=_validity,
-        default=_validity(DEFAULT_VALIDITY),
         help=f"with --sign-with: clients refuse the document after this long (default {DEFAULT_VALIDITY})",
     )
     p = sub.add_parser(
@@ -78,14 +77,20 @@ def _previous(out: str) -> bytes | None:
         return None
 
 
-def signed_document(args: argparse.Namespace, jwks: dict[str, Any], now: datetime) -> str:
-    """The JWS `publish --sign-with` writes; says on stderr what it signed."""
+def published_text(args: argparse.Namespace, jwks: dict[str, Any], now: datetime) -> str:
+    """What `publish` writes: the JWKS, or with --sign-with the JWS over it (and a line on
+    stderr saying what it signed)."""
+    if not args.sign_with:
+        if args.signature_valid_for is not None:
+            raise SealqError("--signature-valid-for applies only with --sign-with KMS_KEY")
+        return json.dumps(jwks, indent=2) + "\n"
     from sealq.keys.signing import next_version, sign_jwks
 
     kms = aws.client("kms")
     by = _signer(kms, args.sign_with)
     version = next_version(_previous(args.out), by, time.time_ns() // 1_000_000)
-    valid_for = int(args.signature_valid_for.total_seconds())
+    validity = args.signature_valid_for or _validity(DEFAULT_VALIDITY)
+    valid_for = int(validity.total_seconds())
     try:
         document = sign_jwks(kms, by, jwks, now=int(now.timestamp()), valid_for_s=valid_for, version=version)
     except AwsError as exc:
