@@ -25,6 +25,7 @@ defined where they are raised (module in brackets) and importable from there::
     ├── UnknownKidError            [sealq.keys.keyset] no such kid in the keyset (also LookupError)
     ├── KeyShreddedError           [sealq.keys.kms] the key's private half was erased (also LookupError)
     ├── KeyMismatchError           [sealq.keys.kms] the unwrapped private key does not match the public key
+    ├── KeyBindingError            [sealq.keys.kms] KMS ReEncrypt of a new key failed (e.g. denied)
     └── StandInError               [sealq.demo.standin] the local AWS stand-in failed (also RuntimeError)
 
 Every failure to open a message is one opaque type (`OpenError`) so callers cannot build an
