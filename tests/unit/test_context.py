@@ -83,3 +83,17 @@ def test_every_bound_field_changes_the_v2_context_but_only_kid_and_expiry_change
     # relabelling a v2 record as v1 asks KMS for another context: Decrypt refuses it too
     bound = _record("k1", "2027-01-31T00:00:00Z", "ECDH-ES+A256KW", BOUND)
     assert bound.model_copy(update={"context": LEGACY}).encryption_context() != bound.encryption_context()
+
+
+def test_keys_list_shows_each_keys_binding() -> None:
+    from sealq.cli.keys_render import list_lines, record_view
+    from sealq.keys.keyset import Keyset
+
+    legacy = _record("p256-20270101-00000001", "2027-01-31T00:00:00Z", "ECDH-ES+A256KW", None)
+    bound = _record("p256-20270101-00000002", "2027-01-31T00:00:00Z", "ECDH-ES+A256KW", BOUND)
+    now = datetime(2027, 1, 2, tzinfo=UTC)
+    assert [record_view(r, now)["binding"] for r in (legacy, bound)] == ["unbound", "bound"]
+    header, *rows = list_lines(Keyset(keys=[legacy, bound]), now)
+    assert "BINDING" in header
+    assert [row.split()[0] for row in rows] == [legacy.kid, bound.kid]
+    assert " unbound " in rows[0] and " bound " in rows[1]
