@@ -8,6 +8,7 @@ Uses the worker rig of test_pool (MemorySQS, FakeKMS, a keyset file in tmp_path)
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -223,3 +224,29 @@ def test_fake_kms_reencrypt_keeps_aws_rules() -> None:
     assert decrypt(CiphertextBlob=blob, EncryptionContext=src)["Plaintext"]
     with pytest.raises(ClientError, match="InvalidCiphertextException"):
         decrypt(CiphertextBlob=out["CiphertextBlob"], EncryptionContext=src)
+
+
+@pytest.mark.parametrize("code", [UNSUPPORTED, "AccessDeniedException"])
+def test_keys_create_warns_or_refuses_in_one_line(
+    code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI around it: unsupported -> a kid on stdout, one warning line, a legacy record;
+    denied -> one error line naming the permissions, and no keyset written."""
+    from sealq.cli import keys as keys_cli
+    from sealq.cli.main import main
+
+    kms = FakeKMS()
+    kms.refusing["ReEncrypt"] = code
+    monkeypatch.setattr(keys_cli, "_kms", lambda: kms)
+    monkeypatch.delenv("SEALQ_ALLOWED_CMK_ARNS", raising=False)
+    keyset = tmp_path / "keyset.json"
+    rc = main(["keys", "create", "--keyset", str(keyset), "--cmk", FAKE_CMK_ARN, "--expires-in", "30d"])
+    out, err = capsys.readouterr()
+    (line,) = err.strip().splitlines()
+    if code == UNSUPPORTED:
+        assert rc == 0 and line.startswith("sealq: warning: ") and out.strip() in line
+        (record,) = json.loads(keyset.read_text())["keys"]
+        assert "context" not in record
+    else:
+        assert rc != 0 and not out and not keyset.exists()
+        assert "kms:ReEncryptFrom and kms:ReEncryptTo" in line and FAKE_CMK_ARN in line

@@ -65,7 +65,7 @@ def create_key(
     """Generate a wrapped key pair under `cmk` (key id, ARN or alias), bound to its public key
     and alg (context 2, see sealq.keys.context). A KMS without ReEncrypt (an emulator) gets a
     legacy record and one `warn` line saying so. Raises KeyBindingError, AwsError."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     kid = new_kid(spec, now)
     start = (not_before or now).replace(microsecond=0)
@@ -90,6 +90,8 @@ def create_key(
             DestinationKeyId=arn,
             DestinationEncryptionContext=bound_context(kid, expires_at, spec.alg.value, public_der),
         )["CiphertextBlob"]
+    except BotoCoreError as exc:  # unreachable, timed out: nothing was written, try again
+        raise KeyBindingError(kid, arn, type(exc).__name__) from None
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", "unknown"))
         if code not in REENCRYPT_UNSUPPORTED:
