@@ -36,6 +36,7 @@ from sealq.envelope.jwk import (
 )
 from sealq.errors import SealqError
 from sealq.keys.context import LEGACY, ContextVersion, encryption_context
+from sealq.keys.context import iso as iso  # re-exported: callers format key times with it
 
 KEYSET_FORMAT = "sealq-keyset/1"
 
