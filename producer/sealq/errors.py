@@ -34,6 +34,7 @@ defined where they are raised (module in brackets) and importable from there::
     ├── KeyShreddedError           [sealq.keys.kms] the key's private half was erased (also LookupError)
     ├── SignerKeyError             [sealq.keys.signing] --sign-with is not an ECC_NIST_P256 SIGN_VERIFY key
     ├── KeyMismatchError           [sealq.keys.kms] the unwrapped private key does not match the public key
+    ├── KeyBindingError            [sealq.keys.kms] KMS ReEncrypt of a new key failed (e.g. denied)
     └── StandInError               [sealq.demo.standin] the local AWS stand-in failed (also RuntimeError)
 
 Every failure to open a message is one opaque type (`OpenError`) so callers cannot build an

@@ -136,10 +136,11 @@ async def test_disabled_cmk_is_logged_counted_and_dead_lettered_key_unavailable_
 async def test_a_record_whose_public_key_was_swapped_is_refused_once_per_cooldown(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A keyset edited to carry someone else's public key (producers would seal to it) while
-    keeping our wrapped private key: the unwrapped key does not match, so the kid is refused."""
+    """A legacy (context 1) record edited to carry someone else's public key (producers would
+    seal to it) while keeping our wrapped private key: KMS cannot tell, but the unwrapped key
+    does not match, so the kid is refused. (A context-2 record: test_key_binding.)"""
     kms = FakeKMS()
-    genuine = record_for(kms, ec.generate_private_key(ec.SECP256R1()), BROKEN)
+    genuine = record_for(kms, ec.generate_private_key(ec.SECP256R1()), BROKEN, context=1)
     other = record_for(FakeKMS(), ec.generate_private_key(ec.SECP256R1()), "ec-other")
     swapped = genuine.model_copy(update={"public_key": other.public_key})
     entry = KeyEntry(swapped, swapped.expires_at.timestamp(), False)

@@ -103,7 +103,11 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         )
         return p
 
-    p = command("create", "create a key pair through KMS GenerateDataKeyPairWithoutPlaintext")
+    p = command(
+        "create",
+        "create a key pair through KMS GenerateDataKeyPairWithoutPlaintext, bound to its public key "
+        "and alg by KMS ReEncrypt",
+    )
     p.add_argument("--cmk", required=True, help="KMS key id, ARN or alias/NAME that wraps it")
     p.add_argument("--spec", type=_spec, default="ECC_NIST_P256", help="default ECC_NIST_P256")
     p.add_argument("--expires-in", type=_duration, required=True, help="lifetime, e.g. 30d, 12h")
@@ -169,19 +173,8 @@ def _kms() -> Any:
     return aws.client("kms")
 
 
-def _record_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
-    from sealq.keys.keyset import iso
-
-    return {
-        "kid": record.kid,
-        "spec": record.key_spec.value,
-        "alg": record.alg.value,
-        "status": record.status(now),
-        "not_before": iso(record.not_before),
-        "expires_at": iso(record.expires_at),
-        "cmk": record.cmk_arn,
-        "private_key": "wrapped" if record.wrapped_private_key else "erased",
-    }
+def _warn(line: str) -> None:
+    print(f"sealq: warning: {line}", file=sys.stderr)
 
 
 def _write(out: str, text: str) -> None:
@@ -207,7 +200,7 @@ def _create(
 
     now = _now()
     try:
-        record = create_key(_kms(), cmk=cmk, spec=spec, lifetime=lifetime, now=now)
+        record = create_key(_kms(), cmk=cmk, spec=spec, lifetime=lifetime, now=now, warn=_warn)
     except AwsError as exc:
         message = describe_aws_error(exc, "KMS GenerateDataKeyPairWithoutPlaintext")
         if isinstance(exc, ClientError) and error_code(exc) in _CMK_PROBLEMS:
@@ -216,7 +209,9 @@ def _create(
     _check_cmks(args, [record])
     store.save(keyset.with_record(record))
     if args.json:
-        print(json.dumps(_record_view(record, now)))
+        from sealq.cli.keys_render import record_view
+
+        print(json.dumps(record_view(record, now)))
     else:
         print(record.kid)
     return 0
@@ -250,25 +245,14 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from sealq.cli.keys_render import list_lines, record_view
+
     keyset = _store(args).load()
     now = _now()
-    views = [_record_view(r, now) for r in keyset]
     if args.json:
-        print(json.dumps({"keys": views}, indent=2))
-        return 0
-    current = keyset.current(now)
-    print(f"{'KID':<28} {'SPEC':<14} {'STATUS':<8} {'EXPIRES':<21} {'LEFT':<8} PRIVATE KEY")
-    for record, view in zip(keyset, views, strict=True):
-        left = (
-            format_duration((record.expires_at - now).total_seconds())
-            if record.wrapped_private_key
-            else "shredded"
-        )
-        mark = " *" if current is not None and record.kid == current.kid else ""
-        print(
-            f"{view['kid']:<28} {view['spec']:<14} {view['status']:<8} {view['expires_at']:<21} "
-            f"{left:<8} {view['private_key']}{mark}"
-        )
+        print(json.dumps({"keys": [record_view(r, now) for r in keyset]}, indent=2))
+    else:
+        print("\n".join(list_lines(keyset, now)))
     return 0
 
 
@@ -342,4 +326,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         problem = verify_key(kms, record)
         bad += problem is not None
         print(f"{record.kid}: {problem or 'ok: the private key matches its public key'}")
+        if not record.bound:
+            _warn(
+                f"key {record.kid} is unbound: KMS binds only its kid and expiry (legacy context), "
+                "not its public key and alg; rotate to a key made on AWS KMS (`keys rotate`)"
+            )
     return 1 if bad else 0

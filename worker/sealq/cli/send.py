@@ -59,11 +59,7 @@ def run_send(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise SealqError(f"cannot read --file {args.file}: {exc.strerror}") from None
         message_id = producer.send(OutgoingMessage(body, args.client_id, args.content_type))
-        print(
-            json.dumps({"sent": 1, "failed": [], "message_id": message_id})
-            if args.json
-            else message_id
-        )
+        print(json.dumps({"sent": 1, "failed": [], "message_id": message_id}) if args.json else message_id)
         return 0
     messages = _stdin_messages(args.client_id, args.content_type)
     sent, failed, offset = 0, [], 0
@@ -82,8 +78,7 @@ def run_send(args: argparse.Namespace) -> int:
                 ) from None
             sent += len(result.sent)
             failed += [
-                {"line": offset + f.index + 1, "code": f.code, "message": f.message}
-                for f in result.failed
+                {"line": offset + f.index + 1, "code": f.code, "message": f.message} for f in result.failed
             ]
             offset += len(chunk)
             progress.advance(len(chunk))

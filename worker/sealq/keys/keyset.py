@@ -15,7 +15,15 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from sealq.envelope.jwk import (
     Alg,
@@ -27,6 +35,8 @@ from sealq.envelope.jwk import (
     validate_kid,
 )
 from sealq.errors import SealqError
+from sealq.keys.context import LEGACY, ContextVersion, encryption_context
+from sealq.keys.context import iso as iso  # re-exported: callers format key times with it
 
 KEYSET_FORMAT = "sealq-keyset/1"
 
@@ -65,10 +75,6 @@ def from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(int(seconds), UTC)
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def new_kid(spec: KeySpec, now: datetime) -> str:
     """Readable and unique: spec, creation day, 32 random bits (e.g. p256-20261129-9f3a1c2e)."""
     return f"{spec.short}-{now.strftime('%Y%m%d')}-{secrets.token_hex(4)}"
@@ -96,6 +102,11 @@ class KeyRecord(BaseModel):
     expires_at: datetime
     state: KeyState = KeyState.ACTIVE
     shredded_at: datetime | None = None
+    context: ContextVersion = Field(
+        default=LEGACY,
+        description="which EncryptionContext the private key is wrapped under (sealq.keys.context); "
+        "absent means 1, the legacy kid-and-expiry context",
+    )
 
     @field_validator("kid")
     @classmethod
@@ -127,9 +138,26 @@ class KeyRecord(BaseModel):
             )
         return self
 
+    @model_serializer(mode="wrap")
+    def _omit_legacy_context(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A legacy record is written without `context`, as before: a keyset holding only
+        such keys stays readable by a worker that predates the field."""
+        data: dict[str, Any] = handler(self)
+        if self.context == LEGACY:
+            data.pop("context", None)
+        return data
+
+    @property
+    def bound(self) -> bool:
+        """Whether KMS binds the public key and alg too (context 2), not only kid and expiry."""
+        return self.context != LEGACY
+
     def encryption_context(self) -> dict[str, str]:
-        """Bound into the wrapped key by KMS: editing kid or expiry makes Decrypt refuse."""
-        return {"sealq:kid": self.kid, "sealq:expires-at": iso(self.expires_at)}
+        """Bound into the wrapped key by KMS: editing what it holds (kid and expiry; for a
+        context-2 record also the alg and public key) makes Decrypt refuse."""
+        return encryption_context(
+            self.context, self.kid, self.expires_at, self.alg.value, base64.b64decode(self.public_key)
+        )
 
     def status(self, now: datetime) -> str:
         """`expired` once shredded or past expiry, `pending` before not-before, else `active`."""
