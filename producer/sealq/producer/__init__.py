@@ -16,13 +16,21 @@ from sealq.errors import (
 )
 from sealq.producer.async_producer import AsyncProducer
 from sealq.producer.jwks import PublicKeySet, choose_key, parse_jwks
-from sealq.producer.message import BatchResult, FailedEntry, OutgoingMessage, SentEntry
+from sealq.producer.message import (
+    JSON_CONTENT_TYPE,
+    BatchResult,
+    FailedEntry,
+    OutgoingMessage,
+    Sendable,
+    SentEntry,
+)
 from sealq.producer.sync_producer import Producer
 
 __all__ = [
     "ATTR_CLIENT_ID",
     "ATTR_CONTENT_TYPE",
     "ATTR_KEY_ID",
+    "JSON_CONTENT_TYPE",
     "AsyncProducer",
     "BatchResult",
     "FailedEntry",
@@ -35,6 +43,7 @@ __all__ = [
     "PublicKeySet",
     "SealqError",
     "SendError",
+    "Sendable",
     "SentEntry",
     "choose_key",
     "parse_jwks",
