@@ -41,7 +41,7 @@ def as_handler(func: Callable[..., object]) -> Handler:
         if is_async:
             return func  # type: ignore[return-value]
         return _mark(_in_thread(func))
-    validate = validator(spec.payload, getattr(func, "__qualname__", type(func).__qualname__))
+    validate = validator(spec.payload, f"handler {getattr(func, '__qualname__', type(func).__qualname__)}")
     call = _typed_call(func, validate, spec.with_message)
     if is_async:
 

@@ -89,14 +89,15 @@ def declared(func: Callable[..., object]) -> Declared:
     return Declared(first.annotation, with_message=second is not None)
 
 
-def validator(payload: Any, name: str = "handler") -> Callable[[bytes], Any]:
+def validator(payload: Any, name: str = "the payload type") -> Callable[[bytes], Any]:
     """`validate(plaintext) -> object`, raising InvalidPayload; the adapter is built here, once."""
     try:
         adapter: TypeAdapter[Any] = TypeAdapter(payload)
     except PydanticUserError as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else exc.code
         raise HandlerLoadError(
-            f"handler {name}: pydantic cannot validate into {payload!r} ({exc.code}); "
-            "annotate the payload with a pydantic model, dataclass, TypedDict or plain type"
+            f"{name}: pydantic cannot validate into {payload!r} ({first_line}); annotate the "
+            "payload with a pydantic model, dataclass, TypedDict or another type pydantic accepts"
         ) from None
     names = schema_names(adapter)
     validate_json = adapter.validate_json
@@ -126,6 +127,8 @@ def describe(error: ValidationError, names: frozenset[str]) -> str:
         if grown + len(f"; +{len(parts) - shown - 1} more") > MAX_DETAIL_CHARS:
             break
         shown, size = shown + 1, grown
+    if len(parts) == 1:
+        return text[:MAX_DETAIL_CHARS]
     if not shown:
         more = f"; +{len(parts) - 1} more"
         return parts[0][: MAX_DETAIL_CHARS - len(more)] + more
