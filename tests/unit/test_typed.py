@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 import sealq.worker.typed as typed
+from sealq.cli.dlq_render import render_stats
+from sealq.dlq.records import DlqRecord, aggregate, parse_reason
 from sealq.errors import Reason
 from sealq.worker.handler import HandlerLoadError, InvalidPayload, Message
 from sealq.worker.loading import as_handler, load_handler
@@ -263,3 +265,15 @@ def test_invalid_payload_dead_letters_at_once_with_its_detail() -> None:
     outcome = rules.after_handler(InvalidPayload("customer: missing"), 1)
     assert outcome == DeadLetter(Reason.INVALID_PAYLOAD, "customer: missing")
     assert Reason.INVALID_PAYLOAD.value == "invalid-payload"
+
+
+def test_dlq_stats_counts_invalid_payload_as_a_reason_of_its_own() -> None:
+    records = [
+        DlqRecord(f"m{i}", reason, "k1", "shop", age_s=1.0, size=10, body_size=5)
+        for i, reason in enumerate(["invalid-payload", "invalid-payload", "handler-rejected"])
+    ]
+    assert [r.reported_reason for r in records] == ["invalid-payload", "invalid-payload", "handler-rejected"]
+    stats = aggregate(records)
+    assert stats.by_reason == {"handler-rejected": 1, "invalid-payload": 2}
+    assert parse_reason("invalid-payload") == "invalid-payload"  # --reason and --max filters
+    assert "invalid-payload" in render_stats("url", stats, truncated=False, in_flight=None)
