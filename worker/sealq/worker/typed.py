@@ -29,6 +29,8 @@ from sealq.worker.outcomes import MAX_DETAIL_CHARS
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _EMPTY = inspect.Parameter.empty
+_UNTYPED = (_EMPTY, Any, object)
+"""First-parameter annotations that mean "the Message", as before typed handlers existed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ def declared(func: Callable[..., object]) -> Declared:
         )
     first, rest = positional[0], positional[1:]
     required = [p for p in rest if p.default is _EMPTY]
-    if _is_message(first.annotation) or first.annotation is _EMPTY:
+    if _is_message(first.annotation) or first.annotation in _UNTYPED:
         if required:
             raise HandlerLoadError(
                 f"handler {name} needs more than the message ({', '.join(p.name for p in required)}); "
