@@ -5,7 +5,9 @@ against an untyped handler in the same run, interleaved rounds, medians.
   message), typed vs untyped, the difference (the validation), and pydantic's validate_json
   alone in a tight loop as the reference for it; a ~100-byte order with two items.
 - pool: the real Worker draining an in-memory queue of P-256 messages carrying that order,
-  typed handler vs untyped handler (which does nothing with the bytes), messages/s and ratio.
+  typed handler vs untyped handler (which does nothing with the bytes): messages/s, and CPU
+  time per message (steadier than wall time on a shared machine), with their ratios; the
+  untyped run repeated in each round (`noise_cpu_ratio`, ideally 1.0) shows the noise.
 - adapters_built: TypeAdapter constructions over all typed pool runs: one per Worker, none
   per message.
 """
@@ -72,8 +74,11 @@ def _pydantic_us(plaintext: bytes, count: int) -> float:
     return (time.perf_counter() - start) / count * 1e6
 
 
-def _pool_seconds(handler: Any, count: int, workdir: Path) -> float:
-    async def main() -> float:
+def _pool_seconds(handler: Any, count: int, workdir: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, all threads) to handle `count` messages: CPU time
+    is what other processes on a shared machine disturb least."""
+
+    async def main() -> tuple[float, float]:
         kms = FakeKMS()
         record = record_for(kms, make_key("P-256"), "bench-typed")
         store = write_keyset(workdir / f"typed-{os.getpid()}.json", record)
@@ -84,7 +89,9 @@ def _pool_seconds(handler: Any, count: int, workdir: Path) -> float:
             queue.put(entries[i & 63].body, entries[i & 63].attributes)
         sqs = MemorySQS(queue, MemoryQueue("dlq"))
         worker = Worker(worker_settings(), handler, sqs=sqs, kms=kms, keystore=store)
-        return await drain(worker, count + 1)
+        cpu = time.process_time()
+        wall = await drain(worker, count + 1)
+        return wall, time.process_time() - cpu
 
     return asyncio.run(main())
 
@@ -110,14 +117,19 @@ def typed_cost(quick: bool, workdir: Path) -> dict[str, Any]:
             call_us["pydantic_alone"].append(_pydantic_us(plaintext, calls))
         built.clear()  # from here: the pool runs, which adapt the handler themselves
         messages = 3000 if quick else 10000
-        pool_s: dict[str, list[float]] = {"untyped": [], "typed": []}
-        for _ in range(count):
-            pool_s["untyped"].append(_pool_seconds(untyped, messages, workdir))
-            pool_s["typed"].append(_pool_seconds(typed_handler, messages, workdir))
+        pool_s: dict[str, list[tuple[float, float]]] = {"untyped": [], "typed": [], "untyped_again": []}
+        for i in range(count):  # ABBA order: drift on the machine hits both alike
+            order = [("untyped", untyped), ("typed", typed_handler), ("untyped_again", untyped)]
+            for name, handler in order if i % 2 == 0 else order[::-1]:
+                pool_s[name].append(_pool_seconds(handler, messages, workdir))
     finally:
         typed.TypeAdapter = real  # type: ignore[misc]
     us = {name: statistics.median(values) for name, values in call_us.items()}
-    rate = {name: messages / statistics.median(values) for name, values in pool_s.items()}
+    rate = {name: messages / statistics.median(w for w, _ in values) for name, values in pool_s.items()}
+    cpu_us = {
+        name: statistics.median(c for _, c in values) / (messages + 1) * 1e6
+        for name, values in pool_s.items()
+    }
     return {
         "payload_bytes": len(plaintext),
         "rounds": count,
@@ -132,6 +144,10 @@ def typed_cost(quick: bool, workdir: Path) -> dict[str, Any]:
             "untyped_per_s": round(rate["untyped"]),
             "typed_per_s": round(rate["typed"]),
             "ratio": round(rate["typed"] / rate["untyped"], 3),
+            "untyped_cpu_us_per_message": round(cpu_us["untyped"], 1),
+            "typed_cpu_us_per_message": round(cpu_us["typed"], 1),
+            "cpu_ratio": round(cpu_us["typed"] / cpu_us["untyped"], 3),
+            "noise_cpu_ratio": round(cpu_us["untyped_again"] / cpu_us["untyped"], 3),
         },
         "adapters_built": {"typed_workers": count, "messages": count * (messages + 1), "built": len(built)},
     }
