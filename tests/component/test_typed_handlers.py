@@ -18,7 +18,15 @@ import sealq.worker.typed as typed
 from sealq.envelope.attributes import ATTR_CONTENT_TYPE
 from sealq.errors import Reason
 from sealq.producer import AsyncProducer
-from sealq.testing import FakeKMS, MemoryQueue, MemorySQS, TestKey, run_handler, write_keyset
+from sealq.testing import (
+    FakeKMS,
+    MemoryQueue,
+    MemorySQS,
+    TestKey,
+    run_handler,
+    run_handler_sync,
+    write_keyset,
+)
 from sealq.worker import Message, Worker, WorkerSettings
 
 
@@ -135,3 +143,13 @@ async def test_models_from_the_producer_arrive_as_equal_models_and_the_adapter_i
     assert sorted(got, key=lambda o: o.customer) == sorted(orders, key=lambda o: o.customer)
     assert built == [Order]  # once, at start-up, for 200 messages
     assert not dlq.messages()
+
+
+def test_run_handler_sync_runs_a_typed_handler_on_a_model(key: TestKey) -> None:
+    got: list[Order] = []
+
+    def handle(order: Order) -> None:
+        got.append(order)
+
+    assert run_handler_sync(handle, ORDER, key=key).handled
+    assert got == [ORDER]
