@@ -286,3 +286,24 @@ def test_dlq_stats_counts_invalid_payload_as_a_reason_of_its_own() -> None:
     assert stats.by_reason == {"handler-rejected": 1, "invalid-payload": 2}
     assert parse_reason("invalid-payload") == "invalid-payload"  # --reason and --max filters
     assert "invalid-payload" in render_stats("url", stats, truncated=False, in_flight=None)
+
+
+def test_sealq_run_refuses_a_bad_typed_handler_in_one_line_before_any_aws_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "sealq_bad_typed.py").write_text(
+        "from pydantic import BaseModel\n"
+        "class Order(BaseModel):\n    qty: int\n"
+        "async def handle(order: Order, db, extra):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("sealq.worker.app.serve", lambda *a: pytest.fail("reached serve"))
+    monkeypatch.setattr("sealq.worker.app.configure", lambda *a: None)  # leave logging alone
+    from sealq.cli import main
+
+    args = ["run", "--queue-url", "q", "--dlq-url", "d", "--keyset", "k", "--log-format", "json"]
+    assert main([*args, "--handler", "sealq_bad_typed:handle"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "sealq: error: handler handle takes more than (payload, message); sealq passes only those"
+    ]
