@@ -22,6 +22,8 @@ Prints one JSON document:
   receive(10) + delete-batch loop with the same concurrency against the same stand-in. Both
   short-poll (WaitTimeSeconds=0, the queue is full): ministack serialises concurrent long
   polls, which would slow the reference loop ~10x and flatter sealq.
+- typed: the per-message cost of a typed handler (pydantic validation of a small model) vs an
+  untyped one, per call and through the pool, and that the adapter is built once (bench_typed.py).
 - naive: a consumer that calls KMS Decrypt for the private key on every message (stand-in
   KMS over HTTP), vs sealq's pool on the same messages and KMS; the speed-up.
 """
@@ -298,7 +300,7 @@ def rss(quick: bool, workdir: Path) -> dict[str, Any]:
     return out
 
 
-PARTS = ("pool_vs_limit", "kms_single_flight", "loop_lag", "rss", "standin")
+PARTS = ("pool_vs_limit", "kms_single_flight", "loop_lag", "rss", "typed", "standin")
 """`standin` gives the end_to_end and naive figures."""
 
 
@@ -331,6 +333,10 @@ def main() -> None:
         result["loop_lag"] = loop_lag(args.quick, workdir)
     if "rss" in parts:
         result["rss"] = rss(args.quick, workdir)
+    if "typed" in parts:
+        from bench_typed import typed_cost
+
+        result["typed"] = typed_cost(args.quick, workdir)
     if "standin" in parts:
         from bench_standin import against_standin
 

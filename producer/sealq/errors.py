@@ -22,8 +22,9 @@ defined where they are raised (module in brackets) and importable from there::
     ├── SendError                  SQS refused or was unreachable for a whole call
     ├── MissingExtraError          a feature needs `sealq[async]` / `sealq[worker]` (also ImportError)
     ├── SettingsError              [sealq.worker.settings] worker flags / SEALQ_* invalid
-    ├── HandlerLoadError           [sealq.worker.handler] --handler cannot be imported
+    ├── HandlerLoadError           [sealq.worker.handler] --handler cannot be imported or called
     ├── HandlerRejected            [sealq.worker.handler] raised BY your handler: dead-letter this message
+    ├── InvalidPayload             [sealq.worker.handler] typed payload did not validate: invalid-payload
     ├── KeysetError                [sealq.keys.store] the keyset cannot be read or written
     │   └── KeysetNotFoundError    no keyset at that location yet
     ├── QueueAccessError           [sealq.dlq.scan] a dlq command cannot read a queue's attributes
@@ -61,6 +62,8 @@ class Reason(StrEnum):
     KEY_UNAVAILABLE = "key-unavailable"
     HANDLER_REJECTED = "handler-rejected"
     HANDLER_ERROR = "handler-error"
+    INVALID_PAYLOAD = "invalid-payload"
+    """A typed handler's payload did not validate (`sealq.worker.typed`)."""
 
 
 class SealqError(Exception):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sealq.worker.handler import HandlerLoadError, Message, load_handler
+from sealq.worker.handler import HandlerLoadError, Message
+from sealq.worker.loading import load_handler
 
 MODULE = "sealq_test_handlers"
 

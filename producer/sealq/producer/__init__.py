@@ -19,7 +19,14 @@ from sealq.errors import (
 )
 from sealq.producer.async_producer import AsyncProducer
 from sealq.producer.jwks import PublicKeySet, choose_key, parse_jwks
-from sealq.producer.message import BatchResult, FailedEntry, OutgoingMessage, SentEntry
+from sealq.producer.message import (
+    JSON_CONTENT_TYPE,
+    BatchResult,
+    FailedEntry,
+    OutgoingMessage,
+    Sendable,
+    SentEntry,
+)
 from sealq.producer.pins import load_pins, thumbprint
 from sealq.producer.sync_producer import Producer
 
@@ -27,6 +34,7 @@ __all__ = [
     "ATTR_CLIENT_ID",
     "ATTR_CONTENT_TYPE",
     "ATTR_KEY_ID",
+    "JSON_CONTENT_TYPE",
     "AsyncProducer",
     "BatchResult",
     "FailedEntry",
@@ -40,6 +48,7 @@ __all__ = [
     "PublicKeySet",
     "SealqError",
     "SendError",
+    "Sendable",
     "SentEntry",
     "SignedJwksError",
     "choose_key",

@@ -20,6 +20,7 @@ from sealq.producer.jwks import JwksInput, PublicKeySet
 from sealq.producer.message import (
     BatchResult,
     OutgoingMessage,
+    Sendable,
     as_message,
     batch_exchanges,
     batch_request,
@@ -95,7 +96,7 @@ class AsyncProducer:
 
     async def send(
         self,
-        message: OutgoingMessage | bytes | str,
+        message: Sendable,
         *,
         client_id: str | None = None,
         content_type: str | None = None,
@@ -113,7 +114,7 @@ class AsyncProducer:
             raise SendError(describe_aws_error(exc, "SendMessage")) from None
         return str(response["MessageId"])
 
-    async def send_batch(self, messages: Iterable[OutgoingMessage | bytes | str]) -> BatchResult:
+    async def send_batch(self, messages: Iterable[Sendable]) -> BatchResult:
         key = await self._current_key()
         entries, result = build_entries(messages, self.client_id, key, self._clock())
         exchange = batch_exchanges(entries, result, self._retries)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 from sealq.aws.limits import (
     PRODUCER_MAX_MESSAGE_BYTES,
+    SQS_MAX_ATTRIBUTES,
     SQS_MAX_BATCH_BYTES,
     SQS_MAX_BATCH_ENTRIES,
     message_size,
@@ -20,6 +21,18 @@ from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_KE
 from sealq.envelope.jwe import seal_at
 from sealq.envelope.jwk import SealingKey
 from sealq.errors import InvalidAttributeError, MessageTooLargeError
+
+JSON_CONTENT_TYPE = "application/json"
+"""The `content-type` a model is sent with, unless the caller names another."""
+
+
+class JsonModel(Protocol):
+    """A pydantic model, by duck typing: the base install has no pydantic to import."""
+
+    def model_dump_json(self) -> str: ...
+
+
+Body: TypeAlias = "bytes | str | JsonModel"
 
 
 def check_attribute(name: str, value: str | None) -> None:
@@ -32,14 +45,26 @@ def check_attribute(name: str, value: str | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
-    """One plaintext to send, with the optional attributes a worker or operator will see."""
+    """One plaintext to send, with the optional attributes a worker or operator will see.
 
-    body: bytes | str
+    A pydantic model as `body` is serialised here, once (`model_dump_json`), and sent as
+    `content-type: application/json` unless `content_type` says otherwise."""
+
+    body: Body
     client_id: str | None = None
     content_type: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.body, bytes | str):
+            dump = getattr(self.body, "model_dump_json", None)
+            if not callable(dump):
+                raise TypeError(
+                    f"cannot send a {type(self.body).__name__}: give bytes, str or a pydantic model"
+                )
+            object.__setattr__(self, "body", dump())
+            if self.content_type is None:
+                object.__setattr__(self, "content_type", JSON_CONTENT_TYPE)
         check_attribute(ATTR_CLIENT_ID, self.client_id)
         check_attribute(ATTR_CONTENT_TYPE, self.content_type)
         for name, value in self.attributes.items():
@@ -47,7 +72,13 @@ class OutgoingMessage:
 
     @property
     def plaintext(self) -> bytes:
-        return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
+        body = self.body
+        assert isinstance(body, bytes | str)  # a model became its JSON in __post_init__
+        return body.encode("utf-8") if isinstance(body, str) else body
+
+
+Sendable: TypeAlias = "OutgoingMessage | bytes | str | JsonModel"
+"""What `send` and `send_batch` take: a message, a plaintext, or a pydantic model."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +117,7 @@ class BatchResult:
         return not self.failed
 
 
-def as_message(item: OutgoingMessage | bytes | str, client_id: str | None) -> OutgoingMessage:
+def as_message(item: Sendable, client_id: str | None) -> OutgoingMessage:
     if isinstance(item, OutgoingMessage):
         if item.client_id is None and client_id is not None:
             return OutgoingMessage(item.body, client_id, item.content_type, item.attributes)
@@ -104,6 +135,11 @@ def build_entry(index: int, message: OutgoingMessage, key: SealingKey, now: floa
         attrs[ATTR_CLIENT_ID] = message.client_id
     if message.content_type is not None:
         attrs[ATTR_CONTENT_TYPE] = message.content_type
+    if len(attrs) > SQS_MAX_ATTRIBUTES:
+        raise InvalidAttributeError(
+            f"message {index} has {len(attrs)} attributes counting sealq's key-id, client-id and "
+            f"content-type; SQS allows {SQS_MAX_ATTRIBUTES}: drop some of your own"
+        )
     sqs_attrs = {name: {"DataType": "String", "StringValue": v} for name, v in attrs.items()}
     size = message_size(body, sqs_attrs)
     if size > PRODUCER_MAX_MESSAGE_BYTES:
@@ -193,12 +229,13 @@ def batch_exchanges(
 
 
 def build_entries(
-    messages: Iterable[OutgoingMessage | bytes | str],
+    messages: Iterable[Sendable],
     client_id: str | None,
     key: SealingKey,
     now: float,
 ) -> tuple[list[Entry], BatchResult]:
-    """Seal every message; one too large for SQS becomes a failed entry, not an exception."""
+    """Seal every message; one too large for SQS, or with too many attributes, becomes a
+    failed entry, not an exception."""
     result = BatchResult()
     entries: list[Entry] = []
     for index, item in enumerate(messages):
@@ -206,4 +243,6 @@ def build_entries(
             entries.append(build_entry(index, as_message(item, client_id), key, now))
         except MessageTooLargeError as exc:
             result.failed.append(FailedEntry(index, "MessageTooLarge", str(exc), True))
+        except InvalidAttributeError as exc:
+            result.failed.append(FailedEntry(index, "TooManyAttributes", str(exc), True))
     return entries, result

@@ -14,6 +14,7 @@ from sealq.producer.message import (
     BatchResult,
     Entry,
     OutgoingMessage,
+    Sendable,
     as_message,
     batch_exchanges,
     batch_request,
@@ -63,7 +64,7 @@ class Producer:
             sqs_client = client("sqs")
         self._sqs: Any = sqs_client
 
-    def seal(self, message: OutgoingMessage | bytes | str) -> Entry:
+    def seal(self, message: Sendable) -> Entry:
         """Seal without sending, e.g. to inspect the body or send it another way."""
         return build_entry(
             0, as_message(message, self.client_id), self.keys.current(), self._clock()
@@ -71,12 +72,13 @@ class Producer:
 
     def send(
         self,
-        message: OutgoingMessage | bytes | str,
+        message: Sendable,
         *,
         client_id: str | None = None,
         content_type: str | None = None,
     ) -> str:
-        """Send one message; returns its SQS MessageId."""
+        """Send one message (bytes, str, an `OutgoingMessage` or a pydantic model, sent as its
+        JSON with `content-type: application/json`); returns its SQS MessageId."""
         if not isinstance(message, OutgoingMessage):
             message = OutgoingMessage(message, client_id or self.client_id, content_type)
         entry = self.seal(message)
@@ -90,7 +92,7 @@ class Producer:
             raise SendError(describe_aws_error(exc, "SendMessage")) from None
         return str(response["MessageId"])
 
-    def send_batch(self, messages: Iterable[OutgoingMessage | bytes | str]) -> BatchResult:
+    def send_batch(self, messages: Iterable[Sendable]) -> BatchResult:
         """Send many messages in SendMessageBatch calls; every entry's fate is in the result."""
         key = self.keys.current()
         entries, result = build_entries(messages, self.client_id, key, self._clock())

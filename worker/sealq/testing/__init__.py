@@ -23,6 +23,10 @@ classification, key unwrap, opening and outcome rules as in production) and retu
 the messages the handler saw and what it raised. `run_handler_sync` is the same for plain
 test functions. `TestKey` gives producer tests a key to seal to (`sealing_key`, `jwks()`).
 
+A typed handler (`async def handle(order: Order)`) is run the same way, on a model instance
+(`run_handler(handle, Order(...))`, sent as a Producer sends it) or on raw bytes; a payload
+that does not validate comes back dead-lettered as `Reason.INVALID_PAYLOAD`.
+
 The parts, for tests of your own that need more: `MemorySQS`/`MemoryQueue` (an in-memory
 SQS that keeps the rules the worker depends on), `FakeKMS` (KMS Decrypt of fake-wrapped keys;
 CreateKey/Sign/GetPublicKey of ECC_NIST_P256 signing keys, for signed key sets),

@@ -16,7 +16,6 @@ as SQS would deliver the message again.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -28,10 +27,12 @@ from typing import Any
 from sealq.envelope.attributes import ATTR_DETAIL, ATTR_REASON
 from sealq.errors import Reason
 from sealq.keys.store import KeysetStore
+from sealq.producer.message import Body
 from sealq.testing.keys import TestKey
 from sealq.testing.kms import FakeKMS, write_keyset
 from sealq.testing.sqs import MemoryQueue, MemorySQS, QueuedMessage
 from sealq.worker import Message, Worker, WorkerSettings
+from sealq.worker.loading import as_handler
 
 QUEUE, DLQ = "sealq-testing-queue", "sealq-testing-dlq"
 _POLL_S = 0.005
@@ -83,10 +84,12 @@ class HandlerOutcome:
 
 
 class _Watched:
-    """The user's handler, recording its calls; the worker sees no difference."""
+    """The user's handler, recording its calls; the worker sees no difference. It is adapted
+    as `sealq run` adapts it (`as_handler`): a plain function runs in a thread, a declared
+    payload type is validated first, a signature sealq cannot call fails here."""
 
-    def __init__(self, handler: Callable[[Message], object]) -> None:
-        self._handler = handler
+    def __init__(self, handler: Callable[..., object]) -> None:
+        self._handler = as_handler(handler)
         self.worker: Worker | None = None
         self.messages: list[Message] = []
         self.error: BaseException | None = None
@@ -99,7 +102,7 @@ class _Watched:
         self.retried_before_last_call = self.worker.stats.retried
         self.running += 1
         try:
-            result = await _invoke(self._handler, message)
+            result = await self._handler(message)
         except BaseException as exc:
             self.error = exc
             raise
@@ -108,14 +111,6 @@ class _Watched:
             return result
         finally:
             self.running -= 1
-
-
-async def _invoke(handler: Callable[[Message], object], message: Message) -> object:
-    """Call an async handler on the loop, a plain function in a thread (as `sealq run` does)."""
-    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__):
-        return await handler(message)  # type: ignore[misc]
-    result = await asyncio.to_thread(handler, message)
-    return await result if inspect.isawaitable(result) else result
 
 
 class _QuickPollSQS(MemorySQS):
@@ -163,8 +158,8 @@ def _attributes(base: Mapping[str, Any], overrides: Mapping[str, str | None] | N
 
 
 async def run_handler(
-    handler: Callable[[Message], object],
-    payload: bytes | str = b"",
+    handler: Callable[..., object],
+    payload: Body = b"",
     *,
     key: TestKey | None = None,
     client_id: str | None = None,
@@ -179,6 +174,10 @@ async def run_handler(
     """Seal `payload` to `key` (a fresh P-256 TestKey if None), deliver it once to `handler`
     (an `async def handle(message)`, or a plain function, run in a thread) through a real
     Worker, and return the outcome.
+
+    - `handler` may declare a payload type (`handle(order: Order[, message])`) and `payload`
+      may be a pydantic model: it is sent as a Producer sends it (its JSON, content-type
+      application/json) and validated into the handler's type as in production.
 
     - `client_id`, `content_type`: the attributes a Producer sets from them.
     - `attributes`: String attributes set after sealing; they may replace sealq's own (a
@@ -262,8 +261,6 @@ def _outcome(source: MemoryQueue, dlq: MemoryQueue, watched: _Watched) -> Handle
     return HandlerOutcome(Settled.RETRIED, retry_in_s=delay, messages=messages, error=error)
 
 
-def run_handler_sync(
-    handler: Callable[[Message], object], payload: bytes | str = b"", **options: Any
-) -> HandlerOutcome:
+def run_handler_sync(handler: Callable[..., object], payload: Body = b"", **options: Any) -> HandlerOutcome:
     """`run_handler` for synchronous tests (not from inside a running event loop)."""
     return asyncio.run(run_handler(handler, payload, **options))

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sealq.envelope.jwk import PrivateKeyObject, SealingKey, alg_for_key, public_key_to_jwk, validate_kid
 from sealq.keys.keyset import KeyRecord
-from sealq.producer.message import Entry, OutgoingMessage, build_entry
+from sealq.producer.message import Body, Entry, OutgoingMessage, build_entry
 from sealq.testing.kms import FakeKMS, record_for
 
 KeyKind = Literal["P-256", "P-384", "P-521", "RSA-2048", "RSA-3072", "RSA-4096"]
@@ -74,13 +74,14 @@ class TestKey:
 
     def seal(
         self,
-        payload: bytes | str,
+        payload: Body,
         *,
         client_id: str | None = None,
         content_type: str | None = None,
         attributes: Mapping[str, str] | None = None,
         now: float | None = None,
     ) -> Entry:
-        """Seal `payload` to this key: the body and SQS attributes a Producer would send."""
+        """Seal `payload` (bytes, str or a pydantic model) to this key: the body and SQS
+        attributes a Producer would send."""
         message = OutgoingMessage(payload, client_id, content_type, dict(attributes or {}))
         return build_entry(0, message, self.sealing_key, time.time() if now is None else now)

@@ -21,8 +21,9 @@ from sealq.aws.clients import aio_client_config
 from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.errors import SealqError
 from sealq.keys.store import KeysetStore
-from sealq.worker.handler import Handler, load_handler
+from sealq.worker.handler import Handler
 from sealq.worker.http import HealthServer
+from sealq.worker.loading import load_handler
 from sealq.worker.logs import configure, event
 from sealq.worker.pool import Worker
 from sealq.worker.settings import SettingsError, WorkerSettings

@@ -1,10 +1,11 @@
-"""The handler contract: what a user's `async def handle(message)` receives and may raise."""
+"""The handler contract: what a user's `async def handle(message)` receives and may raise.
+
+A handler may instead declare a payload type, `handle(order: Order[, message])`: see `typed`;
+`loading` turns either into a `Handler`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,13 @@ class HandlerRejected(SealqError):
 
 
 class HandlerLoadError(SealqError):
-    """`--handler module:function` cannot be imported or is not callable; the message says which."""
+    """`--handler module:function` cannot be imported, is not callable, or has a signature
+    sealq cannot call (checked at start-up); the message says which."""
+
+
+class InvalidPayload(SealqError):
+    """The plaintext did not validate into a typed handler's payload type: dead-lettered at
+    once as `invalid-payload`. The message names field paths and error types, never values."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,27 +59,3 @@ class Message:
 
 
 Handler = Callable[[Message], Awaitable[object]]
-
-
-def load_handler(spec: str) -> Handler:
-    """Import `module:function`; a plain function is run in a thread so it cannot block."""
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HandlerLoadError(f"cannot import handler module {module_name!r}: {exc}") from None
-    func = getattr(module, attr, None)
-    if not callable(func):
-        raise HandlerLoadError(f"{module_name!r} has no callable {attr!r}; check --handler")
-    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
-        return func  # type: ignore[no-any-return]
-
-    async def in_thread(message: Message) -> object:
-        result = await asyncio.to_thread(func, message)
-        # A callable that returns an awaitable (a partial, a wrapper) is async after all:
-        # finishing without awaiting it would delete a message its handler never ran.
-        if inspect.isawaitable(result):
-            return await result
-        return result
-
-    return in_thread

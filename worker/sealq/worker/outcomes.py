@@ -25,7 +25,7 @@ from sealq.envelope.attributes import (
 )
 from sealq.errors import OpenError, Reason
 from sealq.worker.classify import Reject
-from sealq.worker.handler import HandlerRejected
+from sealq.worker.handler import HandlerRejected, InvalidPayload
 from sealq.worker.keycache import KeyRefused, KeyUnavailable
 
 
@@ -106,10 +106,13 @@ class Rules:
         return RELEASE
 
     def after_handler(self, error: BaseException | None, receive_count: int) -> Outcome:
-        """Success deletes; HandlerRejected dead-letters at once; any other exception, or
-        the timeout, is retried with backoff until the receive count reaches max_attempts."""
+        """Success deletes; HandlerRejected and InvalidPayload (a typed handler's payload
+        did not validate: it never will) dead-letter at once; any other exception, or the
+        timeout, is retried with backoff until the receive count reaches max_attempts."""
         if error is None:
             return DELETE
+        if isinstance(error, InvalidPayload):
+            return DeadLetter(Reason.INVALID_PAYLOAD, str(error))
         if isinstance(error, HandlerRejected):
             return DeadLetter(Reason.HANDLER_REJECTED, str(error))
         name = "timeout" if isinstance(error, TimeoutError) else type(error).__name__

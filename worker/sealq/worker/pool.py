@@ -24,10 +24,10 @@ from typing import Any
 from sealq.envelope.jwe import DEFAULT_MAX_TOKEN_BYTES
 from sealq.keys.keyset import parse_cmk_list
 from sealq.keys.store import KeysetStore
-from sealq.worker.handler import Handler
 from sealq.worker.keycache import KeyCache
 from sealq.worker.keyring import Keyring
 from sealq.worker.leases import HandBacks, Leases
+from sealq.worker.loading import as_handler
 from sealq.worker.logs import event
 from sealq.worker.outcomes import Rules
 from sealq.worker.pipeline import Pipeline
@@ -55,12 +55,15 @@ class Tuning:
 
 
 class Worker:
-    """One process's worker: `run` until `stop`, then a graceful shutdown."""
+    """One process's worker: `run` until `stop`, then a graceful shutdown.
+
+    `handler` is adapted once here (`typed.as_handler`): async or plain, taking the
+    `Message` or a declared payload type; a signature sealq cannot call raises HandlerLoadError."""
 
     def __init__(
         self,
         settings: WorkerSettings,
-        handler: Handler,
+        handler: Callable[..., object],
         *,
         sqs: Any,
         kms: Any,
@@ -117,7 +120,7 @@ class Worker:
         )
         self._pipeline = Pipeline(
             s,
-            handler,
+            as_handler(handler),
             keyring=self._keyring,
             settler=self._settler,
             release=self._hand_back,
