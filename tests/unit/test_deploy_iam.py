@@ -20,12 +20,14 @@ from sealq.testing.kms import FakeKMS, record_for
 from tests.unit.deploy_helpers import IAM, ROOT
 
 POLICIES = sorted(p.stem for p in IAM.glob("*.json"))
-BATCH_ACTION = {
-    "SendMessageBatch": "SendMessage",
-    "DeleteMessageBatch": "DeleteMessage",
-    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+IAM_ACTIONS = {
+    "sqs:SendMessageBatch": {"sqs:SendMessage"},
+    "sqs:DeleteMessageBatch": {"sqs:DeleteMessage"},
+    "sqs:ChangeMessageVisibilityBatch": {"sqs:ChangeMessageVisibility"},
+    "kms:ReEncrypt": {"kms:ReEncryptFrom", "kms:ReEncryptTo"},
 }
-"""SQS authorises a batch call by its single-message action."""
+"""API operations that IAM authorises under other action names (batches by their
+single-message action; ReEncrypt needs both halves)."""
 ROLE_SOURCES = {
     "worker": ["worker/sealq/worker"],
     "operator": ["worker/sealq/keys", "worker/sealq/dlq"],
@@ -39,8 +41,8 @@ GRANTED_AHEAD_OF_CODE = {
         # s3:ListBucket on the keyset's prefix only: without it S3 answers a missing keyset
         # with AccessDenied, and `keys create` could not tell "no keyset yet" from "denied".
         "s3:ListBucket",
-        # Re-wrapping a key under a new EncryptionContext inside KMS (binding keys to alg and
-        # public key, issue 10) never exposes the private key to the operator.
+        # Re-wrapping a key under a new EncryptionContext inside KMS (binding existing keys to
+        # their alg and public key, issue 10) never exposes the private key to the operator.
         "kms:ReEncryptFrom",
         "kms:ReEncryptTo",
     },
@@ -94,13 +96,14 @@ def test_no_star_resource_and_no_wildcard_action(name: str) -> None:
 
 
 @cache
-def _operations() -> dict[str, str]:
-    """boto3 method name -> IAM action, for the services sealq calls."""
+def _operations() -> dict[str, set[str]]:
+    """boto3 method name -> the IAM actions it needs, for the services sealq calls."""
     session = botocore.session.get_session()
     table = {}
     for service in ("sqs", "kms", "s3"):
         for op in session.get_service_model(service).operation_names:
-            table[xform_name(op)] = f"{service}:{BATCH_ACTION.get(op, op)}"
+            action = f"{service}:{op}"
+            table[xform_name(op)] = IAM_ACTIONS.get(action, {action})
     return table
 
 
@@ -110,7 +113,8 @@ def calls_in(folders: list[str]) -> set[str]:
     found = set()
     for folder in folders:
         for path in Path(ROOT, folder).glob("*.py"):
-            found |= {ops[m] for m in re.findall(r"\.([a-z_0-9]+)\(", path.read_text()) if m in ops}
+            for method in re.findall(r"\.([a-z_0-9]+)\(", path.read_text()):
+                found |= ops.get(method, set())
     return found
 
 
@@ -149,3 +153,10 @@ def test_decrypt_is_for_sealq_keys_only() -> None:
     # The context sealq binds today is within that set (a new context key must be added here).
     record = record_for(FakeKMS(), ec.generate_private_key(ec.SECP256R1()), "p256-iam")
     assert set(record.encryption_context()) <= keys
+
+
+def test_calls_map_to_the_actions_iam_checks() -> None:
+    ops = _operations()
+    assert ops["delete_message_batch"] == {"sqs:DeleteMessage"}
+    assert ops["re_encrypt"] == {"kms:ReEncryptFrom", "kms:ReEncryptTo"}
+    assert ops["generate_data_key_pair_without_plaintext"] == {"kms:GenerateDataKeyPairWithoutPlaintext"}
