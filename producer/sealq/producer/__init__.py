@@ -7,6 +7,7 @@ imports the worker side.
 
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_KEY_ID
 from sealq.errors import (
+    FifoError,
     InvalidKidError,
     JwksError,
     MessageTooLargeError,
@@ -26,6 +27,7 @@ __all__ = [
     "AsyncProducer",
     "BatchResult",
     "FailedEntry",
+    "FifoError",
     "InvalidKidError",
     "JwksError",
     "MessageTooLargeError",

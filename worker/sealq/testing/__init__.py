@@ -23,12 +23,13 @@ classification, key unwrap, opening and outcome rules as in production) and retu
 the messages the handler saw and what it raised. `run_handler_sync` is the same for plain
 test functions. `TestKey` gives producer tests a key to seal to (`sealing_key`, `jwks()`).
 
-The parts, for tests of your own that need more: `MemorySQS`/`MemoryQueue` (an in-memory
+The parts, for tests of your own that need more: `MemorySQS`/`MemoryQueue`/`MemoryFifoQueue` (an in-memory
 SQS that keeps the rules the worker depends on), `FakeKMS` (KMS Decrypt of fake-wrapped keys),
 `record_for` and `write_keyset` (a keyset file holding only fake-wrapped keys).
 Needs `sealq[worker]`.
 """
 
+from sealq.testing.fifo_sqs import MemoryFifoQueue
 from sealq.testing.harness import HandlerOutcome, Settled, run_handler, run_handler_sync
 from sealq.testing.keys import KeyKind, TestKey
 from sealq.testing.kms import FakeKMS, record_for, write_keyset
@@ -38,6 +39,7 @@ __all__ = [
     "FakeKMS",
     "HandlerOutcome",
     "KeyKind",
+    "MemoryFifoQueue",
     "MemoryQueue",
     "MemorySQS",
     "QueuedMessage",
