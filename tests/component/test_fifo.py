@@ -22,7 +22,7 @@ from sealq.testing.fifo_sqs import MemoryFifoQueue
 from sealq.testing.kms import FakeKMS, record_for, write_keyset
 from sealq.testing.sqs import MemoryQueue, MemorySQS
 from sealq.worker.handler import HandlerRejected, Message
-from sealq.worker.pool import Worker
+from sealq.worker.pool import Tuning, Worker
 from sealq.worker.settings import SettingsError, WorkerSettings, load_settings
 from tests.component.test_pool import QuickPollSQS, attrs, running, sealing, until
 
@@ -126,7 +126,7 @@ class Rig:
         body = seal_at(text.encode(), self.key, time.time()).decode()
         return self.src.put(body, attrs(KID), group_id=group)
 
-    def worker(self, handler: Any, **overrides: Any) -> Worker:
+    def worker(self, handler: Any, tuning: Tuning | None = None, **overrides: Any) -> Worker:
         values: dict[str, Any] = {
             "queue_url": SRC,
             "dlq_url": DLQ,
@@ -145,7 +145,9 @@ class Rig:
             **overrides,
         }
         store = KeysetStore(self.path)
-        return Worker(WorkerSettings(**values), handler, sqs=self.sqs, kms=self.kms, keystore=store)
+        settings = WorkerSettings(**values)
+        tuned = tuning or Tuning()
+        return Worker(settings, handler, sqs=self.sqs, kms=self.kms, keystore=store, tuning=tuned)
 
 
 class OrderChecker:
@@ -165,6 +167,8 @@ class OrderChecker:
         text = message.text()
         if text.startswith("reject"):
             raise HandlerRejected("rejected")
+        if text.startswith("fail"):
+            raise RuntimeError("always fails")
         group, index = text.split("-")[0], int(text.split("-")[1])
         if self.busy[group]:
             self.violations.append(f"{text} while {group} busy")
@@ -203,22 +207,32 @@ async def test_each_group_is_handled_in_order_one_at_a_time_groups_in_parallel(t
 
 async def test_dead_letters_keep_their_group_and_the_group_goes_on(tmp_path: Path) -> None:
     rig = Rig(tmp_path / "keyset.json")
+    stray = sealing("ec-stray", ec.generate_private_key(ec.SECP256R1()))
     ids = [rig.put("a-0", "a"), rig.put("reject-a", "a"), rig.put("a-1", "a")]
     ids.append(rig.src.put("not a token", attrs(KID), group_id="a"))
-    rig.put("a-2", "a")
+    ids.append(rig.src.put(seal_at(b"a-x", stray, time.time()).decode(), attrs("ec-stray"), group_id="a"))
+    ids += [rig.put("a-2", "a"), rig.put("fail-a", "a"), rig.put("a-3", "a")]
     checker = OrderChecker(set())
-    async with running(rig.worker(checker)):
+    worker = rig.worker(checker, Tuning(unknown_kid_refresh_min_s=0.05), max_attempts=2)
+    async with running(worker):
         await until(lambda: len(rig.src) == 0, what="all settled")
-    assert checker.done["a"] == [0, 1, 2] and checker.violations == []
+    assert checker.done["a"] == [0, 1, 2, 3] and checker.violations == []
     copies = rig.dlq.messages()
     assert [(m.group_id, m.attribute("sealq-reason")) for m in copies] == [
         ("a", Reason.HANDLER_REJECTED.value),
         ("a", Reason.MALFORMED.value),
+        ("a", Reason.UNKNOWN_KEY.value),
+        ("a", Reason.HANDLER_ERROR.value),
     ]
     received = await rig.sqs.receive_message(
         QueueUrl=DLQ, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageSystemAttributeNames=["All"]
     )
-    assert [m["Attributes"]["MessageDeduplicationId"] for m in received["Messages"]] == [ids[1], ids[3]]
+    assert [m["Attributes"]["MessageDeduplicationId"] for m in received["Messages"]] == [
+        ids[1],
+        ids[3],
+        ids[4],
+        ids[6],
+    ]
 
 
 async def test_followers_waiting_behind_a_slow_handler_keep_their_visibility(tmp_path: Path) -> None:
