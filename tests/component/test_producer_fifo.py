@@ -141,8 +141,9 @@ def test_send_cli_passes_group_id_and_refuses_one_deduplication_id_for_many_line
     monkeypatch.setattr(cli, "Producer", lambda *a, **kw: Producer(*a, **kw, sqs_client=sqs))
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"one\ntwo\n")))
     base = {"queue_url": url, "jwks": key.jwks(), "client_id": None, "content_type": None, "file": None}
-    args = argparse.Namespace(**base, json=True, group_id="tenant-1", deduplication_id=None)
+    base |= {"json": True, "verify_with": None}
+    args = argparse.Namespace(**base, group_id="tenant-1", deduplication_id=None)
     assert cli.run_send(args) == 0
     assert [m["Attributes"]["MessageGroupId"] for m in received(sqs, url)] == ["tenant-1"] * 2
     with pytest.raises(FifoError, match="needs --file"):
-        cli.run_send(argparse.Namespace(**base, json=True, group_id="g", deduplication_id="d"))
+        cli.run_send(argparse.Namespace(**base, group_id="g", deduplication_id="d"))

@@ -246,6 +246,7 @@ def test_the_kit_exports_what_its_docstring_promises() -> None:
         "harness",
         "keys",
         "kms",
+        "kms_sign",
         "sqs",
     }
     for name in ("run_handler", "TestKey", "MemorySQS", "FakeKMS", "HandlerOutcome"):

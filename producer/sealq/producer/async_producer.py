@@ -14,7 +14,7 @@ from typing import Any
 
 from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.envelope.attributes import ATTR_CLIENT_ID
-from sealq.errors import SendError
+from sealq.errors import PinnedKeyError, SendError
 from sealq.extras import require
 from sealq.producer.fifo import CONTENT_DEDUP_ATTRIBUTE, QueueKind
 from sealq.producer.jwks import JwksInput, PublicKeySet
@@ -28,6 +28,7 @@ from sealq.producer.message import (
     build_entry,
     check_attribute,
 )
+from sealq.producer.pins import PinsInput
 
 
 class AsyncProducer:
@@ -35,6 +36,7 @@ class AsyncProducer:
 
     Loading and refreshing the JWKS (file, HTTPS or S3 reads) runs in a worker thread so the
     event loop never blocks on it. Pass `sqs_client` to reuse an open aiobotocore client.
+    `verify_with` pins signer keys, as for `Producer`; a refused key set raises on entry.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class AsyncProducer:
         sqs_client: Any | None = None,
         retries: int = 2,
         clock: Callable[[], float] = time.time,
+        verify_with: PinsInput | None = None,
     ) -> None:
         if sqs_client is None:
             require("async", "AsyncProducer")
@@ -54,7 +57,10 @@ class AsyncProducer:
         self._queue = QueueKind(queue_url)
         self.client_id = client_id
         self._jwks = jwks
+        if isinstance(jwks, PublicKeySet) and verify_with is not None:
+            raise PinnedKeyError("give verify_with to the PublicKeySet you pass, not to the producer")
         self._keys: PublicKeySet | None = jwks if isinstance(jwks, PublicKeySet) else None
+        self._verify_with = verify_with
         self._sqs = sqs_client
         self._clock = clock
         self._retries = retries
@@ -64,7 +70,9 @@ class AsyncProducer:
         if self._keys is None:
             jwks = self._jwks
             assert not isinstance(jwks, PublicKeySet)
-            self._keys = await asyncio.to_thread(PublicKeySet, jwks, clock=self._clock)
+            self._keys = await asyncio.to_thread(
+                PublicKeySet, jwks, clock=self._clock, verify_with=self._verify_with
+            )
         if self._sqs is None:
             from aiobotocore.session import get_session
 

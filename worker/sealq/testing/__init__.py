@@ -23,8 +23,9 @@ classification, key unwrap, opening and outcome rules as in production) and retu
 the messages the handler saw and what it raised. `run_handler_sync` is the same for plain
 test functions. `TestKey` gives producer tests a key to seal to (`sealing_key`, `jwks()`).
 
-The parts, for tests of your own that need more: `MemorySQS`/`MemoryQueue`/`MemoryFifoQueue` (an in-memory
-SQS that keeps the rules the worker depends on), `FakeKMS` (KMS Decrypt of fake-wrapped keys),
+The parts, for tests of your own that need more: `MemorySQS`/`MemoryQueue`/`MemoryFifoQueue`
+(an in-memory SQS that keeps the rules the worker depends on), `FakeKMS` (KMS Decrypt of fake-wrapped keys;
+CreateKey/Sign/GetPublicKey of ECC_NIST_P256 signing keys, for signed key sets),
 `record_for` and `write_keyset` (a keyset file holding only fake-wrapped keys).
 Needs `sealq[worker]`.
 """
