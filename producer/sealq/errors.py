@@ -20,6 +20,7 @@ defined where they are raised (module in brackets) and importable from there::
     ├── InvalidKidError            a key id does not match sealq's pattern (also ValueError)
     ├── InvalidAttributeError      a message attribute SQS would reject, e.g. empty (also ValueError)
     ├── SendError                  SQS refused or was unreachable for a whole call
+    ├── FifoError                  a group / deduplication id missing, malformed or not for this queue
     ├── MissingExtraError          a feature needs `sealq[async]` / `sealq[worker]` (also ImportError)
     ├── SettingsError              [sealq.worker.settings] worker flags / SEALQ_* invalid
     ├── HandlerLoadError           [sealq.worker.handler] --handler cannot be imported or called
@@ -131,6 +132,11 @@ class InvalidKidError(SealqError, ValueError):
 
 class InvalidAttributeError(SealqError, ValueError):
     """A message attribute value SQS would reject (an empty one); raised before any call."""
+
+
+class FifoError(SealqError, ValueError):
+    """A FIFO parameter SQS would refuse: no group id for a FIFO queue, a deduplication id
+    for a standard queue, or a malformed id; raised before any call."""
 
 
 class SendError(SealqError):

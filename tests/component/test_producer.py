@@ -624,7 +624,8 @@ def test_send_cli_reports_messages_sent_before_a_failure(
     monkeypatch.setattr(cli, "Producer", HalfWay)
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"line\n" * 250)))
     args = argparse.Namespace(
-        queue_url="q", jwks="j", client_id=None, content_type=None, file=None, json=True, verify_with=None
+        queue_url="q", jwks="j", client_id=None, content_type=None, file=None, json=True, verify_with=None,
+        group_id=None, deduplication_id=None,
     )
     with pytest.raises(SendError) as info:
         cli.run_send(args)

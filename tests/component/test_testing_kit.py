@@ -242,6 +242,7 @@ async def test_the_usage_example_in_the_docstring_passes() -> None:
 
 def test_the_kit_exports_what_its_docstring_promises() -> None:
     assert set(sealq.testing.__all__) == {n for n in dir(sealq.testing) if not n.startswith("_")} - {
+        "fifo_sqs",
         "harness",
         "keys",
         "kms",

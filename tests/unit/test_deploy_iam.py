@@ -54,6 +54,9 @@ signed key set (producer) or of KMS's signature (operator); neither calls kms:Ve
 NOT_THIS_ROLES = {
     # `keys verify` unwraps keys: run it with the worker's role. Operators never hold Decrypt.
     "operator": {"kms:Decrypt"},
+    # Asked once on a FIFO queue (content-based deduplication on?); denied, the producer sends
+    # random deduplication ids, which every FIFO queue accepts. Not worth a grant.
+    "producer": {"sqs:GetQueueAttributes"},
 }
 
 

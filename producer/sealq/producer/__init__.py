@@ -8,6 +8,7 @@ imports the worker side. `verify_with=` pins the signer of a signed key set
 
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_KEY_ID
 from sealq.errors import (
+    FifoError,
     InvalidKidError,
     JwksError,
     MessageTooLargeError,
@@ -38,6 +39,7 @@ __all__ = [
     "AsyncProducer",
     "BatchResult",
     "FailedEntry",
+    "FifoError",
     "InvalidKidError",
     "JwksError",
     "MessageTooLargeError",

@@ -16,6 +16,7 @@ from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.envelope.attributes import ATTR_CLIENT_ID
 from sealq.errors import PinnedKeyError, SendError
 from sealq.extras import require
+from sealq.producer.fifo import CONTENT_DEDUP_ATTRIBUTE, QueueKind
 from sealq.producer.jwks import JwksInput, PublicKeySet
 from sealq.producer.message import (
     BatchResult,
@@ -54,6 +55,7 @@ class AsyncProducer:
             require("async", "AsyncProducer")
         check_attribute(ATTR_CLIENT_ID, client_id)
         self.queue_url = queue_url
+        self._queue = QueueKind(queue_url)
         self.client_id = client_id
         self._jwks = jwks
         if isinstance(jwks, PublicKeySet) and verify_with is not None:
@@ -100,23 +102,36 @@ class AsyncProducer:
         *,
         client_id: str | None = None,
         content_type: str | None = None,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
     ) -> str:
         if not isinstance(message, OutgoingMessage):
-            message = OutgoingMessage(message, client_id or self.client_id, content_type)
+            message = OutgoingMessage(
+                message,
+                client_id or self.client_id,
+                content_type,
+                group_id=group_id,
+                deduplication_id=deduplication_id,
+            )
+        await self._learn_queue()
         entry = build_entry(
-            0, as_message(message, self.client_id), await self._current_key(), self._clock()
+            0, as_message(message, self.client_id), await self._current_key(), self._clock(), self._queue
         )
         try:
             response = await self._sqs.send_message(  # type: ignore[union-attr]
-                QueueUrl=self.queue_url, MessageBody=entry.body, MessageAttributes=entry.attributes
+                QueueUrl=self.queue_url,
+                MessageBody=entry.body,
+                MessageAttributes=entry.attributes,
+                **entry.fifo,
             )
         except AwsError as exc:
             raise SendError(describe_aws_error(exc, "SendMessage")) from None
         return str(response["MessageId"])
 
     async def send_batch(self, messages: Iterable[Sendable]) -> BatchResult:
+        await self._learn_queue()
         key = await self._current_key()
-        entries, result = build_entries(messages, self.client_id, key, self._clock())
+        entries, result = build_entries(messages, self.client_id, key, self._clock(), self._queue)
         exchange = batch_exchanges(entries, result, self._retries)
         try:
             pending = next(exchange)
@@ -134,3 +149,14 @@ class AsyncProducer:
             pass
         result.failed.sort(key=lambda f: f.index)
         return result
+
+    async def _learn_queue(self) -> None:
+        """Once per producer, on a FIFO queue: is content-based deduplication on? (`fifo`)"""
+        if self._queue.needs_lookup:
+            try:
+                response = await self._sqs.get_queue_attributes(  # type: ignore[union-attr]
+                    QueueUrl=self.queue_url, AttributeNames=[CONTENT_DEDUP_ATTRIBUTE]
+                )
+            except AwsError:
+                response = None  # not allowed to ask: random ids work on every FIFO queue
+            self._queue.learn(response)

@@ -21,6 +21,7 @@ from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE, ATTR_KE
 from sealq.envelope.jwe import seal_at
 from sealq.envelope.jwk import SealingKey
 from sealq.errors import InvalidAttributeError, MessageTooLargeError
+from sealq.producer.fifo import QueueKind, check_ids
 
 JSON_CONTENT_TYPE = "application/json"
 """The `content-type` a model is sent with, unless the caller names another."""
@@ -45,7 +46,8 @@ def check_attribute(name: str, value: str | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
-    """One plaintext to send, with the optional attributes a worker or operator will see.
+    """One plaintext to send, with the optional attributes a worker or operator will see,
+    and for a FIFO queue its group (required there) and deduplication id (see `fifo`).
 
     A pydantic model as `body` is serialised here, once (`model_dump_json`), and sent as
     `content-type: application/json` unless `content_type` says otherwise."""
@@ -54,6 +56,8 @@ class OutgoingMessage:
     client_id: str | None = None
     content_type: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
+    group_id: str | None = None
+    deduplication_id: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.body, bytes | str):
@@ -69,6 +73,7 @@ class OutgoingMessage:
         check_attribute(ATTR_CONTENT_TYPE, self.content_type)
         for name, value in self.attributes.items():
             check_attribute(name, value)
+        check_ids(self.group_id, self.deduplication_id)
 
     @property
     def plaintext(self) -> bytes:
@@ -89,6 +94,8 @@ class Entry:
     body: str
     attributes: dict[str, dict[str, str]]
     size: int
+    fifo: dict[str, str] = field(default_factory=dict)
+    """MessageGroupId / MessageDeduplicationId, as SendMessage(Batch) parameters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +127,20 @@ class BatchResult:
 def as_message(item: Sendable, client_id: str | None) -> OutgoingMessage:
     if isinstance(item, OutgoingMessage):
         if item.client_id is None and client_id is not None:
-            return OutgoingMessage(item.body, client_id, item.content_type, item.attributes)
+            return OutgoingMessage(
+                item.body, client_id, item.content_type, item.attributes, item.group_id, item.deduplication_id
+            )
         return item
     return OutgoingMessage(item, client_id)
 
 
-def build_entry(index: int, message: OutgoingMessage, key: SealingKey, now: float) -> Entry:
+def build_entry(
+    index: int, message: OutgoingMessage, key: SealingKey, now: float, queue: QueueKind | None = None
+) -> Entry:
     """Seal one message and attach its attributes; MessageTooLargeError past the SQS limit
-    less DLQ_HEADROOM_BYTES (room for the reason a dead-letter copy carries)."""
+    less DLQ_HEADROOM_BYTES (room for the reason a dead-letter copy carries). With `queue`,
+    its FIFO fields too (FifoError, before sealing, if SQS would refuse them)."""
+    fifo = {} if queue is None else queue.fields(index, message.group_id, message.deduplication_id)
     body = seal_at(message.plaintext, key, now).decode("ascii")
     attrs: dict[str, str] = dict(message.attributes)
     attrs[ATTR_KEY_ID] = key.kid
@@ -148,7 +161,7 @@ def build_entry(index: int, message: OutgoingMessage, key: SealingKey, now: floa
             f"{PRODUCER_MAX_MESSAGE_BYTES} (about {PRODUCER_MAX_MESSAGE_BYTES * 3 // 4 - 1024} bytes of "
             "plaintext): split it or store the payload elsewhere and send a reference"
         )
-    return Entry(index, body, sqs_attrs, size)
+    return Entry(index, body, sqs_attrs, size, fifo)
 
 
 def plan_batches(entries: Iterable[Entry]) -> list[list[Entry]]:
@@ -172,7 +185,7 @@ def plan_batches(entries: Iterable[Entry]) -> list[list[Entry]]:
 
 def batch_request(entries: list[Entry]) -> list[dict[str, Any]]:
     return [
-        {"Id": str(e.index), "MessageBody": e.body, "MessageAttributes": e.attributes}
+        {"Id": str(e.index), "MessageBody": e.body, "MessageAttributes": e.attributes, **e.fifo}
         for e in entries
     ]
 
@@ -233,14 +246,16 @@ def build_entries(
     client_id: str | None,
     key: SealingKey,
     now: float,
+    queue: QueueKind | None = None,
 ) -> tuple[list[Entry], BatchResult]:
     """Seal every message; one too large for SQS, or with too many attributes, becomes a
-    failed entry, not an exception."""
+    failed entry, not an exception; FIFO fields SQS would refuse (a missing group id) raise
+    FifoError before any call."""
     result = BatchResult()
     entries: list[Entry] = []
     for index, item in enumerate(messages):
         try:
-            entries.append(build_entry(index, as_message(item, client_id), key, now))
+            entries.append(build_entry(index, as_message(item, client_id), key, now, queue))
         except MessageTooLargeError as exc:
             result.failed.append(FailedEntry(index, "MessageTooLarge", str(exc), True))
         except InvalidAttributeError as exc:

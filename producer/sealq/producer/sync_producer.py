@@ -9,6 +9,7 @@ from typing import Any
 from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.envelope.attributes import ATTR_CLIENT_ID
 from sealq.errors import PinnedKeyError, SendError
+from sealq.producer.fifo import CONTENT_DEDUP_ATTRIBUTE, QueueKind
 from sealq.producer.jwks import JwksInput, PublicKeySet
 from sealq.producer.message import (
     BatchResult,
@@ -48,6 +49,7 @@ class Producer:
     ) -> None:
         check_attribute(ATTR_CLIENT_ID, client_id)
         self.queue_url = queue_url
+        self._queue = QueueKind(queue_url)
         self.client_id = client_id
         if isinstance(jwks, PublicKeySet) and verify_with is not None:
             raise PinnedKeyError("give verify_with to the PublicKeySet you pass, not to the Producer")
@@ -76,17 +78,29 @@ class Producer:
         *,
         client_id: str | None = None,
         content_type: str | None = None,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
     ) -> str:
         """Send one message (bytes, str, an `OutgoingMessage` or a pydantic model, sent as its
         JSON with `content-type: application/json`); returns its SQS MessageId."""
         if not isinstance(message, OutgoingMessage):
-            message = OutgoingMessage(message, client_id or self.client_id, content_type)
-        entry = self.seal(message)
+            message = OutgoingMessage(
+                message,
+                client_id or self.client_id,
+                content_type,
+                group_id=group_id,
+                deduplication_id=deduplication_id,
+            )
+        self._learn_queue()
+        entry = build_entry(
+            0, as_message(message, self.client_id), self.keys.current(), self._clock(), self._queue
+        )
         try:
             response = self._sqs.send_message(
                 QueueUrl=self.queue_url,
                 MessageBody=entry.body,
                 MessageAttributes=entry.attributes,
+                **entry.fifo,
             )
         except AwsError as exc:
             raise SendError(describe_aws_error(exc, "SendMessage")) from None
@@ -94,8 +108,9 @@ class Producer:
 
     def send_batch(self, messages: Iterable[Sendable]) -> BatchResult:
         """Send many messages in SendMessageBatch calls; every entry's fate is in the result."""
+        self._learn_queue()
         key = self.keys.current()
-        entries, result = build_entries(messages, self.client_id, key, self._clock())
+        entries, result = build_entries(messages, self.client_id, key, self._clock(), self._queue)
         exchange = batch_exchanges(entries, result, self._retries)
         try:
             pending = next(exchange)
@@ -113,3 +128,14 @@ class Producer:
             pass
         result.failed.sort(key=lambda f: f.index)
         return result
+
+    def _learn_queue(self) -> None:
+        """Once per producer, on a FIFO queue: is content-based deduplication on? (`fifo`)"""
+        if self._queue.needs_lookup:
+            try:
+                response = self._sqs.get_queue_attributes(
+                    QueueUrl=self.queue_url, AttributeNames=[CONTENT_DEDUP_ATTRIBUTE]
+                )
+            except AwsError:
+                response = None  # not allowed to ask: random ids work on every FIFO queue
+            self._queue.learn(response)

@@ -13,7 +13,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from sealq.errors import SealqError, SendError
+from sealq.errors import FifoError, SealqError, SendError
+from sealq.producer.fifo import check_ids
 from sealq.producer.message import OutgoingMessage
 from sealq.producer.sync_producer import Producer
 from sealq.progress import Progress
@@ -40,28 +41,51 @@ def add_send_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--file", type=Path, help="send this file's bytes as one message")
     p.add_argument("--client-id", help="set the client-id attribute (operators see it in the DLQ)")
     p.add_argument("--content-type", help="set the content-type attribute")
+    p.add_argument(
+        "--group-id",
+        help="MessageGroupId: required for a FIFO queue (in order per group), a tenant on a standard one",
+    )
+    p.add_argument(
+        "--deduplication-id",
+        help="MessageDeduplicationId for --file on a FIFO queue (default: random, never from the content)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run_send)
 
 
-def _stdin_messages(client_id: str | None, content_type: str | None) -> Iterator[OutgoingMessage]:
+def _stdin_messages(
+    client_id: str | None, content_type: str | None, group_id: str | None
+) -> Iterator[OutgoingMessage]:
     for line in sys.stdin.buffer:
         line = line.rstrip(b"\r\n")
         if line:
-            yield OutgoingMessage(line, client_id, content_type)
+            yield OutgoingMessage(line, client_id, content_type, group_id=group_id)
 
 
 def run_send(args: argparse.Namespace) -> int:
+    if args.deduplication_id is not None and args.file is None:
+        raise FifoError(
+            "--deduplication-id needs --file: one id for every stdin line would keep only the first"
+        )
+    check_ids(args.group_id, args.deduplication_id)
     producer = Producer(args.queue_url, args.jwks, client_id=args.client_id, verify_with=args.verify_with)
     if args.file is not None:
         try:
             body = args.file.read_bytes()
         except OSError as exc:
             raise SealqError(f"cannot read --file {args.file}: {exc.strerror}") from None
-        message_id = producer.send(OutgoingMessage(body, args.client_id, args.content_type))
+        message_id = producer.send(
+            OutgoingMessage(
+                body,
+                args.client_id,
+                args.content_type,
+                group_id=args.group_id,
+                deduplication_id=args.deduplication_id,
+            )
+        )
         print(json.dumps({"sent": 1, "failed": [], "message_id": message_id}) if args.json else message_id)
         return 0
-    messages = _stdin_messages(args.client_id, args.content_type)
+    messages = _stdin_messages(args.client_id, args.content_type, args.group_id)
     sent, failed, offset = 0, [], 0
     with Progress("sent", enabled=None if not args.json else False) as progress:
         while chunk := list(islice(messages, CHUNK)):

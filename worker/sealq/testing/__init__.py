@@ -27,13 +27,14 @@ A typed handler (`async def handle(order: Order)`) is run the same way, on a mod
 (`run_handler(handle, Order(...))`, sent as a Producer sends it) or on raw bytes; a payload
 that does not validate comes back dead-lettered as `Reason.INVALID_PAYLOAD`.
 
-The parts, for tests of your own that need more: `MemorySQS`/`MemoryQueue` (an in-memory
-SQS that keeps the rules the worker depends on), `FakeKMS` (KMS Decrypt of fake-wrapped keys;
+The parts, for tests of your own that need more: `MemorySQS`/`MemoryQueue`/`MemoryFifoQueue`
+(an in-memory SQS that keeps the rules the worker depends on), `FakeKMS` (KMS Decrypt of fake-wrapped keys;
 CreateKey/Sign/GetPublicKey of ECC_NIST_P256 signing keys, for signed key sets),
 `record_for` and `write_keyset` (a keyset file holding only fake-wrapped keys).
 Needs `sealq[worker]`.
 """
 
+from sealq.testing.fifo_sqs import MemoryFifoQueue
 from sealq.testing.harness import HandlerOutcome, Settled, run_handler, run_handler_sync
 from sealq.testing.keys import KeyKind, TestKey
 from sealq.testing.kms import FakeKMS, record_for, write_keyset
@@ -43,6 +44,7 @@ __all__ = [
     "FakeKMS",
     "HandlerOutcome",
     "KeyKind",
+    "MemoryFifoQueue",
     "MemoryQueue",
     "MemorySQS",
     "QueuedMessage",

@@ -8,7 +8,9 @@ while its message is still invisible under that receive; SendMessage and SendMes
 refuse what SQS refuses (an empty body, more than ten attributes, an empty value, a name SQS
 reserves or cannot take, body plus attributes over 1 MiB counted in UTF-8 bytes; a batch over
 ten entries or 1 MiB in all).
-Not kept: FIFO, message retention, redrive policies, a network.
+A standard queue refuses a MessageDeduplicationId (FIFO only) and keeps a MessageGroupId (a
+fair queue's tenant, no ordering). FIFO queues: `sealq.testing.fifo_sqs.MemoryFifoQueue`.
+Not kept: message retention, redrive policies, a network.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -30,6 +32,9 @@ from sealq.aws.limits import (
     SQS_MAX_MESSAGE_BYTES,
     message_size,
 )
+
+if TYPE_CHECKING:
+    from sealq.testing.fifo_sqs import MemoryFifoQueue
 
 
 @dataclass(slots=True)
@@ -55,6 +60,8 @@ class QueuedMessage:
     visibility_s: float | None
     """The timeout ChangeMessageVisibility last set since it was received (None: not set),
     e.g. a worker's retry delay, or 0 for a message handed back at shutdown."""
+    group_id: str | None = None
+    """Its MessageGroupId on a FIFO queue."""
 
     def attribute(self, name: str) -> str | None:
         """A String attribute's value, e.g. `attribute("sealq-reason")` on a DLQ copy."""
@@ -77,6 +84,16 @@ class MemoryQueue:
 
     def __len__(self) -> int:
         return len(self._ready) + len(self._invisible)
+
+    def accept(self, entry: dict[str, Any]) -> tuple[str | None, str]:
+        """SendMessage(Batch)'s per-message rules for this kind of queue, after `send_problem`:
+        (error code, message) if SQS would refuse the entry, else (None, its MessageId)."""
+        if "MessageDeduplicationId" in entry:
+            return (
+                "InvalidParameterValue",
+                "The request include parameter that is not valid for this queue type.",
+            )
+        return None, self.put(entry["MessageBody"], entry.get("MessageAttributes"))
 
     def put(self, body: str, attributes: dict[str, Any] | None = None, *, receive_count: int = 0) -> str:
         """Enqueue as is (no SendMessage checks); `receive_count` = deliveries so far."""
@@ -177,12 +194,13 @@ class MemoryQueue:
 
 
 class MemorySQS:
-    """Routes calls by QueueUrl to MemoryQueues, like one SQS client serving several queues."""
+    """Routes calls by QueueUrl to MemoryQueues (or MemoryFifoQueues), like one SQS client
+    serving several queues."""
 
-    def __init__(self, *queues: MemoryQueue) -> None:
+    def __init__(self, *queues: MemoryQueue | MemoryFifoQueue) -> None:
         self.queues = {q.name: q for q in queues}
 
-    def __getitem__(self, url: str) -> MemoryQueue:
+    def __getitem__(self, url: str) -> MemoryQueue | MemoryFifoQueue:
         return self.queues[url]
 
     async def receive_message(self, **kw: Any) -> dict[str, Any]:
@@ -200,7 +218,10 @@ class MemorySQS:
         problem = send_problem(body, attributes)
         if problem is not None:
             raise _refused("InvalidParameterValue", problem, "SendMessage")
-        return {"MessageId": queue.put(body, attributes)}
+        code, said = queue.accept(kw)
+        if code is not None:
+            raise _refused(code, said, "SendMessage")
+        return {"MessageId": said}
 
     async def send_message_batch(self, **kw: Any) -> dict[str, Any]:
         queue = self.queues[kw["QueueUrl"]]
@@ -220,17 +241,11 @@ class MemorySQS:
         for entry in entries:
             attributes = entry.get("MessageAttributes") or {}
             problem = send_problem(entry["MessageBody"], attributes)
-            if problem is None:
-                ok.append({"Id": entry["Id"], "MessageId": queue.put(entry["MessageBody"], attributes)})
+            code, said = ("InvalidParameterValue", problem) if problem is not None else queue.accept(entry)
+            if code is None:
+                ok.append({"Id": entry["Id"], "MessageId": said})
             else:
-                failed.append(
-                    {
-                        "Id": entry["Id"],
-                        "Code": "InvalidParameterValue",
-                        "Message": problem,
-                        "SenderFault": True,
-                    }
-                )
+                failed.append({"Id": entry["Id"], "Code": code, "Message": said, "SenderFault": True})
         return {"Successful": ok, "Failed": failed}
 
 

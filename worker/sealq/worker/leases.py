@@ -32,6 +32,7 @@ class InFlight:
     receive_count: int
     received_at: float
     visible_until: float
+    group_id: str | None = None  # MessageGroupId (FIFO queues; received only when asked for)
     settling: bool = False  # an outcome (delete or visibility change) has been submitted
     finished: bool = False  # SQS answered for the outcome; the buffer slot is free again
 
@@ -39,6 +40,7 @@ class InFlight:
 def in_flight(raw: dict[str, Any], now: float, visibility_timeout_s: int) -> InFlight:
     """An InFlight from one entry of a ReceiveMessage response, received at `now` (monotonic)."""
     raw_attrs = raw.get("MessageAttributes") or {}
+    system = raw.get("Attributes") or {}
     return InFlight(
         message_id=raw["MessageId"],
         receipt=raw["ReceiptHandle"],
@@ -51,9 +53,10 @@ def in_flight(raw: dict[str, Any], now: float, visibility_timeout_s: int) -> InF
             if "StringValue" in v and k not in SEALQ_ATTRIBUTES
         },
         raw_attributes=raw_attrs,
-        receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+        receive_count=int(system.get("ApproximateReceiveCount", "1")),
         received_at=now,
         visible_until=now + visibility_timeout_s,
+        group_id=system.get("MessageGroupId"),
     )
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE
 from sealq.envelope.jwe import OpeningKey
 from sealq.errors import OpenError, Reason
 from sealq.worker.classify import Open, Reject, UnknownKid, Verdict, classify
+from sealq.worker.groups import GroupLocks, in_groups
 from sealq.worker.handler import Handler, Message
 from sealq.worker.keycache import KeyRefused, KeyUnavailable
 from sealq.worker.keyring import Keyring
@@ -79,6 +80,7 @@ class Pipeline:
         self._timeout_s = settings.handler_timeout_s
         self._handlers = asyncio.Semaphore(settings.concurrency)  # bounds handler calls only
         self._stopping = stopping
+        self._groups = GroupLocks() if settings.fifo else None  # FIFO: in order per group (`groups`)
         self.waiting: set[asyncio.Task[None]] = set()
         """Messages with an unknown kid waiting, apart from their batch, for a keyset re-read."""
 
@@ -120,7 +122,11 @@ class Pipeline:
                 key = self._peek(verdict.entry.record.kid)
                 if key is not None:
                     jobs.append((verdict.parsed, key, item.body))
-            elif isinstance(verdict, UnknownKid) and not self._keyring.fresh_for(item.received_at):
+            elif (
+                isinstance(verdict, UnknownKid)
+                and self._groups is None  # FIFO: it keeps its place in its group instead
+                and not self._keyring.fresh_for(item.received_at)
+            ):
                 self._wait_for_keyset(item, verdict)  # up to a second: not on this consumer
                 continue
             items.append(item)
@@ -128,19 +134,41 @@ class Pipeline:
             keys.append(key)
         results = iter(await self._open(jobs) if jobs else ())
         opened: list[Opened] = [None if key is None else next(results) for key in keys]
-        steps = map(self._settle, items, verdicts, keys, opened)
+        steps = (
+            map(self._settle, items, verdicts, keys, opened)
+            if self._groups is None
+            else self._in_group_order(items, verdicts, keys, opened, self._groups)
+        )
         # Every message runs to its outcome; a bug in one is raised once the others are
         # done, so `consume` retries only the messages left unfinished.
         for result in await asyncio.gather(*steps, return_exceptions=True):
             if isinstance(result, BaseException):
                 raise result
 
-    async def _settle(self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened) -> None:
+    async def _settle(self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened) -> bool:
+        """One message to its outcome; True if it left the queue (handled or dead-lettered)."""
         outcome = await self.outcome(item, verdict, key, opened)
         if isinstance(outcome, Release):  # shutdown: held until no poll of ours can take it
             self._release(item)
-        else:
-            await self._settler.settle(item, outcome)
+            return False
+        return await self._settler.settle(item, outcome)
+
+    def _in_group_order(
+        self,
+        items: list[InFlight],
+        verdicts: list[Verdict],
+        keys: list[OpeningKey | None],
+        opened: list[Opened],
+        groups: GroupLocks,
+    ) -> list[Awaitable[None]]:
+        """FIFO: one task per group, each taking its messages in order (`groups`)."""
+        rows = zip(items, verdicts, keys, opened, strict=True)
+        state = {id(item): (verdict, key, o) for item, verdict, key, o in rows}
+
+        def step(item: InFlight) -> Awaitable[bool]:
+            return self._settle(item, *state[id(item)])
+
+        return [groups.run(run, step, self._release) for run in in_groups(items)]
 
     def _wait_for_keyset(self, item: InFlight, verdict: UnknownKid) -> None:
         """An unknown kid whose next keyset read is up to a second away waits for it in its

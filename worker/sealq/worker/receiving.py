@@ -80,6 +80,9 @@ class Receiver:
         self._stopping = stopping
         self._empty_pause_s = empty_poll_pause_s
         self._rng = random.Random()  # noqa: S311 - jitter, not secrets
+        self._system_attributes = ["ApproximateReceiveCount"]
+        if settings.fifo:  # the group is what ordered handling and a FIFO DLQ copy need
+            self._system_attributes.append("MessageGroupId")
         self.busy: set[asyncio.Task[Any]] = set()
         """Pollers with a ReceiveMessage call in flight (shutdown lets those finish)."""
         self.last_poll_at: float | None = None
@@ -104,7 +107,7 @@ class Receiver:
                     WaitTimeSeconds=s.wait_time_s,
                     VisibilityTimeout=s.visibility_timeout_s,
                     MessageAttributeNames=["All"],
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    MessageSystemAttributeNames=self._system_attributes,
                 )
             except asyncio.CancelledError:
                 self._slots.give(wanted)

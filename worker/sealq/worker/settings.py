@@ -11,6 +11,7 @@ import os
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sealq.aws.fifo import is_fifo_url
 from sealq.errors import SealqError
 from sealq.keys.shred import DEFAULT_KEY_GRACE_S
 
@@ -105,7 +106,17 @@ class WorkerSettings(BaseSettings):
             )
         if self.queue_url == self.dlq_url:
             raise ValueError("dlq_url must differ from queue_url")
+        if self.fifo != is_fifo_url(self.dlq_url):
+            raise ValueError(
+                "queue_url and dlq_url must both be FIFO queues (names ending in .fifo) or both "
+                "standard: SQS requires a FIFO queue's dead-letter queue to be FIFO too"
+            )
         return self
+
+    @property
+    def fifo(self) -> bool:
+        """A FIFO source queue (its name ends in .fifo): handled in order per message group."""
+        return is_fifo_url(self.queue_url)
 
 
 def load_settings(**values: object) -> WorkerSettings:

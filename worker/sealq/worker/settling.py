@@ -15,6 +15,7 @@ import time
 from typing import Any, assert_never
 
 from sealq.aws.errors import error_code
+from sealq.aws.fifo import is_fifo_url
 from sealq.aws.limits import fits
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID
 from sealq.worker.batcher import SQS_ERRORS, Batcher
@@ -52,6 +53,7 @@ class Settler:
     ) -> None:
         self._sqs = sqs
         self._dlq_url = dlq_url
+        self._dlq_fifo = is_fifo_url(dlq_url)
         self._rules = rules
         self._leases = leases
         self._stats = stats
@@ -65,19 +67,22 @@ class Settler:
             lambda entries: sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries),
         )
 
-    async def settle(self, item: InFlight, outcome: Outcome) -> None:
-        """Carry out `outcome`; only a dead-letter waits here (for the DLQ to take the copy)."""
+    async def settle(self, item: InFlight, outcome: Outcome) -> bool:
+        """Carry out `outcome`; only a dead-letter waits here (for the DLQ to take the copy).
+        True if the message leaves the queue (a FIFO group may go on: `groups`)."""
         match outcome:
             case Delete():
                 self._handled(item)
+                return True
             case RetryAfter():
                 self.retry(item, outcome)
             case DeadLetter():
-                await self._dead_letter(item, outcome)
+                return await self._dead_letter(item, outcome)
             case Release():
                 self.release(item)
             case _:
                 assert_never(outcome)
+        return False
 
     def retry(self, item: InFlight, outcome: RetryAfter) -> None:
         self._stats.retried += 1
@@ -123,7 +128,7 @@ class Settler:
             )
         self._delete(item)
 
-    async def _dead_letter(self, item: InFlight, outcome: DeadLetter) -> None:
+    async def _dead_letter(self, item: InFlight, outcome: DeadLetter) -> bool:
         reason = outcome.reason
         kid = self._kid_label(item.attributes.get(ATTR_KEY_ID, ""))
         attributes = dead_letter_attributes(
@@ -131,14 +136,20 @@ class Settler:
         )
         if not fits(item.body, attributes):
             self._unfit(item)
-            return
+            return False
+        # A FIFO DLQ keeps the group (its order, and `dlq redrive` puts it back); the source
+        # message id as deduplication id makes a second copy (delete failed, redelivered) a no-op.
+        fifo = {"MessageGroupId": item.group_id or item.message_id, "MessageDeduplicationId": item.message_id}
         try:
             await self._sqs.send_message(
-                QueueUrl=self._dlq_url, MessageBody=item.body, MessageAttributes=attributes
+                QueueUrl=self._dlq_url,
+                MessageBody=item.body,
+                MessageAttributes=attributes,
+                **(fifo if self._dlq_fifo else {}),
             )
         except SQS_ERRORS as exc:
             self.retry(item, self._rules.dead_letter_unsent(error_code(exc), item.receive_count))
-            return
+            return False
         self._stats.dead_lettered[(reason.value, kid)] += 1
         event(
             log,
@@ -150,6 +161,7 @@ class Settler:
             reason=reason.value,
         )
         self._delete(item)
+        return True
 
     def _unfit(self, item: InFlight) -> None:
         """No DLQ copy can hold it, even with the reason alone: SQS would refuse every try."""
