@@ -49,6 +49,10 @@ class Reason(StrEnum):
     KEY_EXPIRED = "key-expired"
     DECRYPT_FAILED = "decrypt-failed"
     KEY_UNAVAILABLE = "key-unavailable"
+    PAYLOAD_MISSING = "payload-missing"
+    """Sent through S3, and the object is not there (deleted, expired by a lifecycle rule)."""
+    PAYLOAD_UNAVAILABLE = "payload-unavailable"
+    """Sent through S3, and the worker may not fetch it (bucket not allowed, access denied)."""
     HANDLER_REJECTED = "handler-rejected"
     HANDLER_ERROR = "handler-error"
 

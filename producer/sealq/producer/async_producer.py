@@ -14,11 +14,13 @@ from typing import Any
 
 from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.envelope.attributes import ATTR_CLIENT_ID
-from sealq.errors import SendError
+from sealq.errors import MessageTooLargeError, SendError
 from sealq.extras import require
 from sealq.producer.jwks import JwksInput, PublicKeySet
 from sealq.producer.message import (
     BatchResult,
+    Entry,
+    FailedEntry,
     OutgoingMessage,
     as_message,
     batch_exchanges,
@@ -27,6 +29,10 @@ from sealq.producer.message import (
     build_entry,
     check_attribute,
 )
+from sealq.producer.offload import Offload
+
+PUTS_AT_ONCE = 4
+"""Concurrent PutObject calls of one send_batch."""
 
 
 class AsyncProducer:
@@ -34,6 +40,7 @@ class AsyncProducer:
 
     Loading and refreshing the JWKS (file, HTTPS or S3 reads) runs in a worker thread so the
     event loop never blocks on it. Pass `sqs_client` to reuse an open aiobotocore client.
+    `s3_bucket`, `s3_prefix`, `s3_always` and `s3_client` as for `Producer`.
     """
 
     def __init__(
@@ -45,8 +52,12 @@ class AsyncProducer:
         sqs_client: Any | None = None,
         retries: int = 2,
         clock: Callable[[], float] = time.time,
+        s3_bucket: str | None = None,
+        s3_prefix: str = "",
+        s3_always: bool = False,
+        s3_client: Any | None = None,
     ) -> None:
-        if sqs_client is None:
+        if sqs_client is None or (s3_bucket and s3_client is None):
             require("async", "AsyncProducer")
         check_attribute(ATTR_CLIENT_ID, client_id)
         self.queue_url = queue_url
@@ -57,6 +68,8 @@ class AsyncProducer:
         self._clock = clock
         self._retries = retries
         self._stack = AsyncExitStack()
+        self._offload = Offload(s3_bucket, s3_prefix, s3_always) if s3_bucket else None
+        self._s3: Any = s3_client
 
     async def __aenter__(self) -> AsyncProducer:
         if self._keys is None:
@@ -70,6 +83,14 @@ class AsyncProducer:
 
             self._sqs = await self._stack.enter_async_context(
                 get_session().create_client("sqs", config=aio_client_config())
+            )
+        if self._offload is not None and self._s3 is None:
+            from aiobotocore.session import get_session
+
+            from sealq.aws.clients import aio_client_config
+
+            self._s3 = await self._stack.enter_async_context(
+                get_session().create_client("s3", config=aio_client_config())
             )
         return self
 
@@ -95,8 +116,14 @@ class AsyncProducer:
         if not isinstance(message, OutgoingMessage):
             message = OutgoingMessage(message, client_id or self.client_id, content_type)
         entry = build_entry(
-            0, as_message(message, self.client_id), await self._current_key(), self._clock()
+            0,
+            as_message(message, self.client_id),
+            await self._current_key(),
+            self._clock(),
+            offload=self._offload is not None,
         )
+        if self._offload is not None and self._offload.wanted(entry):
+            entry = await self._put(entry)
         try:
             response = await self._sqs.send_message(  # type: ignore[union-attr]
                 QueueUrl=self.queue_url, MessageBody=entry.body, MessageAttributes=entry.attributes
@@ -107,7 +134,11 @@ class AsyncProducer:
 
     async def send_batch(self, messages: Iterable[OutgoingMessage | bytes | str]) -> BatchResult:
         key = await self._current_key()
-        entries, result = build_entries(messages, self.client_id, key, self._clock())
+        entries, result = build_entries(
+            messages, self.client_id, key, self._clock(), offload=self._offload is not None
+        )
+        if self._offload is not None:
+            entries = await self._put_large(entries, result)
         exchange = batch_exchanges(entries, result, self._retries)
         try:
             pending = next(exchange)
@@ -125,3 +156,34 @@ class AsyncProducer:
             pass
         result.failed.sort(key=lambda f: f.index)
         return result
+
+    async def _put(self, entry: Entry) -> Entry:
+        """Put the sealed token in S3; the pointer entry to send instead."""
+        assert self._offload is not None
+        pointer, sent = self._offload.pointer(entry)
+        try:
+            await self._s3.put_object(Bucket=pointer.bucket, Key=pointer.key, Body=entry.body.encode("ascii"))
+        except AwsError as exc:
+            raise SendError(describe_aws_error(exc, f"PutObject to bucket {pointer.bucket}")) from None
+        return sent
+
+    async def _put_large(self, entries: list[Entry], result: BatchResult) -> list[Entry]:
+        """`_put` for each entry that goes through S3, a few at once; one that fails is a
+        failed entry."""
+        offload = self._offload
+        assert offload is not None
+        gate = asyncio.Semaphore(PUTS_AT_ONCE)
+
+        async def one(entry: Entry) -> Entry | None:
+            if not offload.wanted(entry):
+                return entry
+            async with gate:
+                try:
+                    return await self._put(entry)
+                except MessageTooLargeError as exc:
+                    result.failed.append(FailedEntry(entry.index, "MessageTooLarge", str(exc), True))
+                except SendError as exc:
+                    result.failed.append(FailedEntry(entry.index, "PutObjectFailed", str(exc), False))
+            return None
+
+        return [e for e in await asyncio.gather(*map(one, entries)) if e is not None]

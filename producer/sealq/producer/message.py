@@ -94,9 +94,12 @@ def as_message(item: OutgoingMessage | bytes | str, client_id: str | None) -> Ou
     return OutgoingMessage(item, client_id)
 
 
-def build_entry(index: int, message: OutgoingMessage, key: SealingKey, now: float) -> Entry:
+def build_entry(
+    index: int, message: OutgoingMessage, key: SealingKey, now: float, *, offload: bool = False
+) -> Entry:
     """Seal one message and attach its attributes; MessageTooLargeError past the SQS limit
-    less DLQ_HEADROOM_BYTES (room for the reason a dead-letter copy carries)."""
+    less DLQ_HEADROOM_BYTES (room for the reason a dead-letter copy carries), unless it is
+    to be offloaded to S3 (`offload`: the caller then sends a pointer, see `offload`)."""
     body = seal_at(message.plaintext, key, now).decode("ascii")
     attrs: dict[str, str] = dict(message.attributes)
     attrs[ATTR_KEY_ID] = key.kid
@@ -106,11 +109,11 @@ def build_entry(index: int, message: OutgoingMessage, key: SealingKey, now: floa
         attrs[ATTR_CONTENT_TYPE] = message.content_type
     sqs_attrs = {name: {"DataType": "String", "StringValue": v} for name, v in attrs.items()}
     size = message_size(body, sqs_attrs)
-    if size > PRODUCER_MAX_MESSAGE_BYTES:
+    if size > PRODUCER_MAX_MESSAGE_BYTES and not offload:
         raise MessageTooLargeError(
             f"message {index} is {size} bytes once sealed; sealq sends at most "
             f"{PRODUCER_MAX_MESSAGE_BYTES} (about {PRODUCER_MAX_MESSAGE_BYTES * 3 // 4 - 1024} bytes of "
-            "plaintext): split it or store the payload elsewhere and send a reference"
+            "plaintext): give the producer an s3_bucket (sealq send --s3-bucket) to send it through S3"
         )
     return Entry(index, body, sqs_attrs, size)
 
@@ -197,13 +200,16 @@ def build_entries(
     client_id: str | None,
     key: SealingKey,
     now: float,
+    *,
+    offload: bool = False,
 ) -> tuple[list[Entry], BatchResult]:
-    """Seal every message; one too large for SQS becomes a failed entry, not an exception."""
+    """Seal every message; one too large for SQS becomes a failed entry, not an exception
+    (with `offload`, it stays an entry for the caller to put in S3)."""
     result = BatchResult()
     entries: list[Entry] = []
     for index, item in enumerate(messages):
         try:
-            entries.append(build_entry(index, as_message(item, client_id), key, now))
+            entries.append(build_entry(index, as_message(item, client_id), key, now, offload=offload))
         except MessageTooLargeError as exc:
             result.failed.append(FailedEntry(index, "MessageTooLarge", str(exc), True))
     return entries, result

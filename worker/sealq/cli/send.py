@@ -32,6 +32,14 @@ def add_send_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--file", type=Path, help="send this file's bytes as one message")
     p.add_argument("--client-id", help="set the client-id attribute (operators see it in the DLQ)")
     p.add_argument("--content-type", help="set the content-type attribute")
+    p.add_argument(
+        "--s3-bucket",
+        help="send messages too large for SQS through this S3 bucket (sealed; Extended Client pointer)",
+    )
+    p.add_argument("--s3-prefix", default="", help="object key prefix in --s3-bucket")
+    p.add_argument(
+        "--s3-always", action="store_true", help="send every message through --s3-bucket, not only large ones"
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run_send)
 
@@ -44,7 +52,16 @@ def _stdin_messages(client_id: str | None, content_type: str | None) -> Iterator
 
 
 def run_send(args: argparse.Namespace) -> int:
-    producer = Producer(args.queue_url, args.jwks, client_id=args.client_id)
+    if args.s3_always and not args.s3_bucket:
+        raise SealqError("--s3-always needs --s3-bucket")
+    producer = Producer(
+        args.queue_url,
+        args.jwks,
+        client_id=args.client_id,
+        s3_bucket=args.s3_bucket,
+        s3_prefix=args.s3_prefix,
+        s3_always=args.s3_always,
+    )
     if args.file is not None:
         try:
             body = args.file.read_bytes()
