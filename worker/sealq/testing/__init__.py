@@ -24,14 +24,16 @@ the messages the handler saw and what it raised. `run_handler_sync` is the same 
 test functions. `TestKey` gives producer tests a key to seal to (`sealing_key`, `jwks()`).
 
 The parts, for tests of your own that need more: `MemorySQS`/`MemoryQueue` (an in-memory
-SQS that keeps the rules the worker depends on), `FakeKMS` (KMS Decrypt of fake-wrapped keys),
-`record_for` and `write_keyset` (a keyset file holding only fake-wrapped keys).
+SQS that keeps the rules the worker depends on), `MemoryS3` (payloads sent through S3),
+`FakeKMS` (KMS Decrypt of fake-wrapped keys), `record_for` and `write_keyset` (a keyset file
+holding only fake-wrapped keys).
 Needs `sealq[worker]`.
 """
 
 from sealq.testing.harness import HandlerOutcome, Settled, run_handler, run_handler_sync
 from sealq.testing.keys import KeyKind, TestKey
 from sealq.testing.kms import FakeKMS, record_for, write_keyset
+from sealq.testing.s3 import MemoryS3
 from sealq.testing.sqs import MemoryQueue, MemorySQS, QueuedMessage
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "HandlerOutcome",
     "KeyKind",
     "MemoryQueue",
+    "MemoryS3",
     "MemorySQS",
     "QueuedMessage",
     "Settled",
