@@ -655,3 +655,45 @@ async def test_async_producer_picks_up_a_rotated_jwks_file(
         await producer.send_batch([b"after"])
     kids = [e["MessageAttributes"][ATTR_KEY_ID]["StringValue"] for e in seen]
     assert kids == [old.kid, old.kid, new.kid]
+
+
+# --- through S3 (moto) --------------------------------------------------------------------
+
+
+def test_large_messages_go_through_s3_single_and_batched(sqs: Any, queue_url: str, ec_pair: KeyPair) -> None:
+    from sealq.aws.payloads import ATTR_PAYLOAD_SIZE, parse_pointer
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="sealq-big")
+    producer = Producer(queue_url, _jwks(ec_pair), clock=Clock(), s3_bucket="sealq-big", s3_client=s3)
+    big = b"y" * SQS_MAX_MESSAGE_BYTES
+    producer.send(big)
+    result = producer.send_batch([b"inline", big])
+    assert result.ok, result.failed
+    received = _drain(sqs, queue_url)
+    pointers = [m for m in received if ATTR_PAYLOAD_SIZE in m["MessageAttributes"]]
+    assert len(received) == 3 and len(pointers) == 2
+    for message in pointers:
+        pointer = parse_pointer(message["Body"])
+        assert not isinstance(pointer, str)
+        token = s3.get_object(Bucket=pointer.bucket, Key=pointer.key)["Body"].read().decode()
+        assert _attr(message, ATTR_PAYLOAD_SIZE) == str(len(token))
+        assert _attr(message, ATTR_KEY_ID) == ec_pair.kid and b"yyyy" not in token.encode()
+        assert open_token(token, ec_pair.opening, max_bytes=4 * SQS_MAX_MESSAGE_BYTES) == big
+
+
+def test_failed_put_object_is_a_send_error_or_a_failed_entry(
+    sqs: Any, queue_url: str, ec_pair: KeyPair
+) -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")  # no such bucket
+    producer = Producer(
+        queue_url, _jwks(ec_pair), clock=Clock(), s3_bucket="sealq-none", s3_always=True, s3_client=s3
+    )
+    with pytest.raises(SendError, match="PutObject to bucket sealq-none failed: NoSuchBucket"):
+        producer.send(b"a")
+    result = producer.send_batch([b"a", b"b"])
+    assert [(f.index, f.code, f.sender_fault) for f in result.failed] == [
+        (0, "PutObjectFailed", False),
+        (1, "PutObjectFailed", False),
+    ]
+    assert not _drain(sqs, queue_url)
