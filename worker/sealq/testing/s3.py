@@ -3,9 +3,10 @@
 Async methods take and return what aiobotocore does. Rules kept (S3 API reference, on a
 bucket without versioning): GetObject of a missing key is `NoSuchKey` (HTTP 404; the caller
 has s3:ListBucket), of a missing bucket `NoSuchBucket` (404); the response carries
-`ContentLength` and a `Body` read in chunks (`read(amt)`), closed by the caller; DeleteObject
-of a missing key succeeds (204: deletes are idempotent); PutObject needs the bucket, a key of
-1 to 1024 UTF-8 bytes and at most 5 GiB. `deny(bucket)` answers AccessDenied (403) as a
+`ContentLength` and a `Body` read in chunks (`read(amt)` returns at most 64 KiB, as a network
+stream returns what has arrived), closed by the caller; DeleteObject of a missing key
+succeeds (204: deletes are idempotent); PutObject needs the bucket, a key of 1 to 1024 UTF-8
+bytes and at most 5 GiB. `deny(bucket)` answers AccessDenied (403) as a
 bucket policy would; `fail_next(code, status)` makes the next calls fail transiently (e.g.
 `SlowDown`, 503). Not kept: versioning, multipart, regions, a network.
 """
@@ -20,6 +21,10 @@ MAX_KEY_BYTES = 1024
 MAX_PUT_BYTES = 5 * 1024**3
 
 
+CHUNK_BYTES = 64 * 1024
+"""What one `read(amt)` returns at most, as a network stream returns what has arrived."""
+
+
 class _Body:
     """The StreamingBody part of a GetObject response."""
 
@@ -29,7 +34,7 @@ class _Body:
         self.closed = False
 
     async def read(self, amt: int | None = None) -> bytes:
-        end = len(self._data) if amt is None else min(len(self._data), self._at + amt)
+        end = len(self._data) if amt is None else min(len(self._data), self._at + amt, self._at + CHUNK_BYTES)
         chunk, self._at = self._data[self._at : end], end
         return chunk
 

@@ -8,6 +8,7 @@ token, opened exactly as an inline one. Three rules keep this safe and bounded:
   can reach.
 - Size: GetObject's `ContentLength` is checked before any of the body is read, and the read is
   capped at `max_bytes + 1` in case a stand-in or proxy misreports it; larger is `too-large`.
+  It arrives in chunks into one growing buffer, decoded once (the token is ASCII).
   (One request, no HEAD first: a HEAD would add a round trip to every message.)
 - Memory: `slots` admits `at_once` offloaded messages from fetch until their outcome is
   decided (the token and its plaintext are alive that long), so those hold at most
@@ -89,7 +90,7 @@ class PayloadStore:
                 length = int(response.get("ContentLength", 0))
                 if length > self.max_bytes:
                     return _too_large(length, self.max_bytes)
-                data: bytes = await body.read(self.max_bytes + 1)
+                data = await _read(body, self.max_bytes + 1)
             finally:
                 body.close()
         except ClientError as exc:
@@ -129,6 +130,14 @@ class PayloadStore:
         """Wait for the deletes under way (shutdown)."""
         if self._deleting:
             await asyncio.gather(*set(self._deleting), return_exceptions=True)
+
+
+async def _read(body: Any, limit: int) -> bytearray:
+    """Up to `limit` bytes of a streaming body; `read(n)` returns what has arrived, so loop."""
+    data = bytearray()
+    while len(data) < limit and (chunk := await body.read(limit - len(data))):
+        data += chunk
+    return data
 
 
 def _too_large(size: int, limit: int) -> PayloadFailed:
