@@ -624,7 +624,15 @@ def test_send_cli_reports_messages_sent_before_a_failure(
     monkeypatch.setattr(cli, "Producer", HalfWay)
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"line\n" * 250)))
     args = argparse.Namespace(
-        queue_url="q", jwks="j", client_id=None, content_type=None, file=None, json=True
+        queue_url="q",
+        jwks="j",
+        client_id=None,
+        content_type=None,
+        file=None,
+        json=True,
+        s3_bucket=None,
+        s3_prefix="",
+        s3_always=False,
     )
     with pytest.raises(SendError) as info:
         cli.run_send(args)

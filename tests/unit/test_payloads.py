@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import random
@@ -25,6 +26,7 @@ from sealq.aws.payloads import (
     parse_pointer,
     pointer_body,
 )
+from sealq.envelope.b64 import CHUNK_CHARS, b64url_decode
 from sealq.errors import MessageTooLargeError, Reason
 from sealq.producer.message import Entry
 from sealq.producer.offload import Offload
@@ -150,3 +152,17 @@ RULES = Rules(max_attempts=3, backoff_base_s=1, backoff_max_s=10, kms_retry_s=15
 )
 def test_payload_failures_end_like_kms_failures(kind: Failure, count: int, expected: object) -> None:
     assert RULES.payload_failed(PayloadFailed(kind, "d"), count) == expected
+
+
+PIECE = CHUNK_CHARS * 3 // 4  # bytes that encode to one piece
+
+
+@pytest.mark.parametrize("size", [PIECE * 2, PIECE * 2 + 1, PIECE * 2 + 2])
+def test_megabyte_base64url_decodes_in_pieces_exactly_as_in_one(size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    encoded = base64.urlsafe_b64encode(data).rstrip(b"=")
+    assert len(encoded) > CHUNK_CHARS and b64url_decode(encoded) == data
+    with pytest.raises(ValueError, match="not base64url"):  # strict in a later piece too
+        b64url_decode(encoded[: CHUNK_CHARS + 8] + b"*" + encoded[CHUNK_CHARS + 9 :])
+    with pytest.raises(ValueError, match="not base64url"):
+        b64url_decode(encoded[: len(encoded) - len(encoded) % 4] + b"A")  # one char left over

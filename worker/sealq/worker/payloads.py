@@ -8,7 +8,8 @@ token, opened exactly as an inline one. Three rules keep this safe and bounded:
   can reach.
 - Size: GetObject's `ContentLength` is checked before any of the body is read, and the read is
   capped at `max_bytes + 1` in case a stand-in or proxy misreports it; larger is `too-large`.
-  It arrives in chunks into one growing buffer, decoded once (the token is ASCII).
+  It arrives in chunks into one growing buffer; decoding and parsing it (base64 of megabytes)
+  happen on a crypto thread, like its decryption.
   (One request, no HEAD first: a HEAD would add a round trip to every message.)
 - Memory: `slots` admits `at_once` offloaded messages from fetch until their outcome is
   decided (the token and its plaintext are alive that long), so those hold at most
@@ -79,8 +80,9 @@ class PayloadStore:
         self.fetched = 0
         self.deleted = 0
 
-    async def fetch(self, pointer: S3Pointer) -> str | PayloadFailed:
-        """The sealed token in the object, or why not (hold a slot while calling this)."""
+    async def fetch(self, pointer: S3Pointer) -> bytearray | PayloadFailed:
+        """The object's bytes (a sealed token, if all is well), or why not (hold a slot while
+        calling this). Decoding is left to the caller, off the event loop."""
         if pointer.bucket not in self._buckets:
             return PayloadFailed(Failure.REFUSED, f"bucket {pointer.bucket} is not in --payload-buckets")
         try:
@@ -100,10 +102,7 @@ class PayloadStore:
         if len(data) > self.max_bytes:
             return _too_large(len(data), self.max_bytes)
         self.fetched += 1
-        try:
-            return data.decode("ascii")
-        except UnicodeDecodeError:
-            return ""  # not a token: classification calls it malformed
+        return data
 
     def discard(self, pointer: S3Pointer) -> None:
         """After a handled message's SQS delete: delete its object (in the background)."""

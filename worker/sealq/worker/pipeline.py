@@ -199,7 +199,10 @@ class Pipeline:
                 key = await self._keyring.key(verdict.entry)  # one KMS Decrypt per kid
             except (KeyUnavailable, KeyRefused) as exc:
                 return self._rules.key_failed(exc, item.receive_count)
-            (opened,) = await self._open([(verdict.parsed, key, item.body if token is None else token)])
+            if token is None:
+                (opened,) = await self._open([(verdict.parsed, key, item.body)])
+            else:  # megabytes of AES-GCM and base64: on a crypto thread, never on the loop
+                (opened,) = await self._in_thread([(verdict.parsed, key, token)])
         if isinstance(opened, OpenError):
             return self._rules.open_failed(opened)
         assert key is not None
@@ -235,11 +238,22 @@ class Pipeline:
         if store is None:
             return self._rules.payload_failed(NOT_CONFIGURED, item.receive_count)
         async with store.slots:
-            token = await store.fetch(verdict.pointer)
-            if not isinstance(token, str):
-                return self._rules.payload_failed(token, item.receive_count)
+            data = await store.fetch(verdict.pointer)
+            if not isinstance(data, bytearray):
+                return self._rules.payload_failed(data, item.receive_count)
             item.payload = verdict.pointer  # deleted from S3 once the message is handled
-            return await self.outcome(item, self._classify(item, token), None, None, token)
+            loop = asyncio.get_running_loop()
+            token, fetched = await loop.run_in_executor(self._crypto, self._classify_fetched, item, data)
+            del data
+            return await self.outcome(item, fetched, None, None, token)
+
+    def _classify_fetched(self, item: InFlight, data: bytearray) -> tuple[str, Verdict]:
+        """On a crypto thread: a fetched object decoded and classified (parsing base64s it)."""
+        try:
+            token = data.decode("ascii")
+        except UnicodeDecodeError:
+            return "", Reject(Reason.MALFORMED, "payload is not a token")
+        return token, self._classify(item, token)
 
     def _classify(self, item: InFlight, token: str | None = None) -> Verdict:
         index = self._keyring.index
@@ -254,4 +268,7 @@ class Pipeline:
     async def _open(self, jobs: list[Job]) -> list[bytes | OpenError]:
         if all(runs_inline(key) for _, key, _ in jobs):
             return open_batch(jobs)
+        return await self._in_thread(jobs)
+
+    async def _in_thread(self, jobs: list[Job]) -> list[bytes | OpenError]:
         return await asyncio.get_running_loop().run_in_executor(self._crypto, open_batch, jobs)
