@@ -705,3 +705,33 @@ def test_failed_put_object_is_a_send_error_or_a_failed_entry(
         (1, "PutObjectFailed", False),
     ]
     assert not _drain(sqs, queue_url)
+
+
+def test_send_cli_passes_the_s3_flags_to_the_producer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from sealq.cli import send as cli
+    from sealq.cli.main import build_parser
+    from sealq.errors import SealqError
+
+    made: list[dict[str, Any]] = []
+
+    class Made:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.append(kwargs)
+
+        def send(self, message: OutgoingMessage) -> str:
+            return "m-1"
+
+    monkeypatch.setattr(cli, "Producer", Made)
+    (tmp_path / "big.bin").write_bytes(b"x")
+    base = ["send", "--queue-url", "q", "--jwks", "j", "--file", str(tmp_path / "big.bin")]
+    args = build_parser().parse_args([*base, "--s3-bucket", "b-1", "--s3-prefix", "p/", "--s3-always"])
+    assert cli.run_send(args) == 0
+    assert {k: made[0][k] for k in ("s3_bucket", "s3_prefix", "s3_always")} == {
+        "s3_bucket": "b-1",
+        "s3_prefix": "p/",
+        "s3_always": True,
+    }
+    with pytest.raises(SealqError, match="--s3-always needs --s3-bucket"):
+        cli.run_send(build_parser().parse_args([*base, "--s3-always"]))
