@@ -7,6 +7,14 @@ defined where they are raised (module in brackets) and importable from there::
     SealqError
     ├── OpenError                  a message could not be opened; `.reason` is a `Reason`
     ├── JwksError                  the published key set cannot be read or is not valid
+    │   └── SignedJwksError        a signed key set was refused (`verify_with`); never used
+    │       ├── UnsignedJwksError        the document is a plain JWKS, not a signed one
+    │       ├── JwsProfileError          not a compact JWS of sealq's profile (alg, typ, header)
+    │       ├── UntrustedSignerError     signed by a key that is not pinned
+    │       ├── BadSignatureError        the signature does not verify (altered after signing)
+    │       ├── SignedJwksExpiredError   past its `exp`
+    │       └── JwksRollbackError        older `version` than one this process already accepted
+    ├── PinnedKeyError             a `verify_with` key cannot be used (also ValueError)
     ├── NoUsableKeyError           every published key is expired or not yet valid
     ├── MessageTooLargeError       the sealed message would not fit in an SQS message
     ├── InvalidKidError            a key id does not match sealq's pattern (also ValueError)
@@ -24,6 +32,7 @@ defined where they are raised (module in brackets) and importable from there::
     ├── OperationFailedError       [sealq.dlq.operations] an AWS call failed part way; says how much was done
     ├── UnknownKidError            [sealq.keys.keyset] no such kid in the keyset (also LookupError)
     ├── KeyShreddedError           [sealq.keys.kms] the key's private half was erased (also LookupError)
+    ├── SignerKeyError             [sealq.keys.signing] --sign-with is not an ECC_NIST_P256 SIGN_VERIFY key
     ├── KeyMismatchError           [sealq.keys.kms] the unwrapped private key does not match the public key
     └── StandInError               [sealq.demo.standin] the local AWS stand-in failed (also RuntimeError)
 
@@ -74,6 +83,38 @@ class OpenError(SealqError):
 
 class JwksError(SealqError):
     """The published key set could not be loaded or is not a valid sealq JWKS."""
+
+
+class SignedJwksError(JwksError):
+    """A signed key set was refused; the producer seals nothing with it."""
+
+
+class UnsignedJwksError(SignedJwksError):
+    """`verify_with` pins a signer but the document is a plain, unsigned JWKS."""
+
+
+class JwsProfileError(SignedJwksError):
+    """Not a compact JWS of sealq's profile: alg ES256, typ sealq-jwks+jws, kid, nothing else."""
+
+
+class UntrustedSignerError(SignedJwksError):
+    """The key set is signed by a key that is not among the pinned ones."""
+
+
+class BadSignatureError(SignedJwksError):
+    """The signature does not verify under the pinned key its kid names: altered after signing."""
+
+
+class SignedJwksExpiredError(SignedJwksError):
+    """The signed key set is past its `exp`: the publisher must sign a fresh one."""
+
+
+class JwksRollbackError(SignedJwksError):
+    """The signed key set's `version` is older than one this process already accepted."""
+
+
+class PinnedKeyError(SealqError, ValueError):
+    """A key given as `verify_with` / `--verify-with` is not a usable P-256 public key."""
 
 
 class NoUsableKeyError(SealqError):

@@ -633,6 +633,7 @@ def test_send_cli_reports_messages_sent_before_a_failure(
         s3_bucket=None,
         s3_prefix="",
         s3_always=False,
+        verify_with=None,
     )
     with pytest.raises(SendError) as info:
         cli.run_send(args)

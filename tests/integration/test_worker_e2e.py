@@ -459,14 +459,26 @@ def test_demo_succeeds_and_its_logs_carry_no_secrets(standin: StandIn, tmp_path:
     assert _secrets_in(everything, [*FORBIDDEN, "SKU-", '"sku"', '"qty"', '"via"']) == []
 
 
+def _free_port_pair() -> int:
+    """A loopback port p with p + 1 free too: process i of `--processes` serves p + i."""
+    for _ in range(50):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no two adjacent free loopback ports")
+
+
 def test_processes_share_the_queue_and_stop_together(setup: Setup) -> None:
     """`sealq run --processes 2`: both children consume (one KMS Decrypt each), every message
     is handled once, and one SIGTERM to the supervisor stops both children with exit 0."""
     texts = [f"multi-{i}" for i in range(60)]
     setup.send(texts)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = _free_port_pair()
     flags = {"log-level": "info", "metrics-port": port}
     with worker_process(setup, delay=0.05, processes=2, **flags) as run:
         wait_for(lambda: len(setup.handled_ids()) == len(texts), 60, "both processes to drain", run)

@@ -14,7 +14,7 @@ from typing import Any
 
 from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.envelope.attributes import ATTR_CLIENT_ID
-from sealq.errors import MessageTooLargeError, SendError
+from sealq.errors import MessageTooLargeError, PinnedKeyError, SendError
 from sealq.extras import require
 from sealq.producer.jwks import JwksInput, PublicKeySet
 from sealq.producer.message import (
@@ -30,6 +30,7 @@ from sealq.producer.message import (
     check_attribute,
 )
 from sealq.producer.offload import Offload
+from sealq.producer.pins import PinsInput
 
 PUTS_AT_ONCE = 4
 """Concurrent PutObject calls of one send_batch."""
@@ -40,6 +41,7 @@ class AsyncProducer:
 
     Loading and refreshing the JWKS (file, HTTPS or S3 reads) runs in a worker thread so the
     event loop never blocks on it. Pass `sqs_client` to reuse an open aiobotocore client.
+    `verify_with` pins signer keys, as for `Producer`; a refused key set raises on entry.
     `s3_bucket`, `s3_prefix`, `s3_always` and `s3_client` as for `Producer`.
     """
 
@@ -52,6 +54,7 @@ class AsyncProducer:
         sqs_client: Any | None = None,
         retries: int = 2,
         clock: Callable[[], float] = time.time,
+        verify_with: PinsInput | None = None,
         s3_bucket: str | None = None,
         s3_prefix: str = "",
         s3_always: bool = False,
@@ -63,7 +66,10 @@ class AsyncProducer:
         self.queue_url = queue_url
         self.client_id = client_id
         self._jwks = jwks
+        if isinstance(jwks, PublicKeySet) and verify_with is not None:
+            raise PinnedKeyError("give verify_with to the PublicKeySet you pass, not to the producer")
         self._keys: PublicKeySet | None = jwks if isinstance(jwks, PublicKeySet) else None
+        self._verify_with = verify_with
         self._sqs = sqs_client
         self._clock = clock
         self._retries = retries
@@ -75,7 +81,9 @@ class AsyncProducer:
         if self._keys is None:
             jwks = self._jwks
             assert not isinstance(jwks, PublicKeySet)
-            self._keys = await asyncio.to_thread(PublicKeySet, jwks, clock=self._clock)
+            self._keys = await asyncio.to_thread(
+                PublicKeySet, jwks, clock=self._clock, verify_with=self._verify_with
+            )
         if self._sqs is None:
             from aiobotocore.session import get_session
 

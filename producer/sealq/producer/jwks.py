@@ -4,6 +4,11 @@ Sources: a dict, a file path, an `s3://bucket/key` URL or an `https://` URL (pla
 only to loopback, for tests: a JWKS fetched over an unauthenticated channel could carry an
 attacker's key). The source is re-read every `refresh_s` and whenever no key is usable, so
 clients pick up a rotation without a restart.
+
+With `verify_with` (pinned signer keys, sealq.producer.pins) the source must be a signed key
+set (sealq.producer.signed): one that fails verification is refused on load, and on refresh
+the verified keys loaded before stay in use; once the signed document's `exp` passes, no key
+is used until a fresh one verifies.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from sealq.envelope.jwk import SealingKey, jwk_to_sealing_key
-from sealq.errors import JwksError, NoUsableKeyError
+from sealq.errors import JwksError, NoUsableKeyError, SignedJwksExpiredError, UnsignedJwksError
+from sealq.producer.pins import PinsInput, load_pins
+from sealq.producer.signed import KeySetVerifier
 
 log = logging.getLogger("sealq.producer")
 
@@ -32,9 +39,16 @@ _MIN_RETRY_S = 5.0
 def parse_jwks(document: bytes | str | Mapping[str, Any]) -> tuple[SealingKey, ...]:
     """Validate a JWKS document; JwksError names the first problem found."""
     if isinstance(document, bytes | str):
+        raw = document
         try:
-            document = json.loads(document)
+            document = json.loads(raw)
         except ValueError as exc:
+            text = raw if isinstance(raw, str) else raw.decode("latin-1")
+            if text.strip().count(".") == 2 and not text.lstrip().startswith("{"):
+                raise JwksError(
+                    "this key set is signed (a compact JWS): pin its signer with verify_with= "
+                    "or --verify-with (the key from `sealq keys signer-pem`)"
+                ) from None
             raise JwksError(f"JWKS is not valid JSON: {exc}") from None
     if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
         raise JwksError('JWKS must be a JSON object with a "keys" array')
@@ -123,7 +137,7 @@ class _Fetcher:
         problem = _refusal(url)
         if problem is not None:
             raise JwksError(problem)
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+        request = urllib.request.Request(url, headers={"Accept": "application/json, application/jose"})  # noqa: S310
         if isinstance(self._version, str):
             request.add_header("If-None-Match", self._version)
         try:
@@ -180,19 +194,33 @@ class PublicKeySet:
         refresh_s: float = 300.0,
         s3_client: Any | None = None,
         clock: Callable[[], float] = time.time,
+        verify_with: PinsInput | None = None,
     ) -> None:
         self._clock = clock
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
         self._fetcher: _Fetcher | None = None
+        self._verifier = None if verify_with is None else KeySetVerifier(load_pins(verify_with))
         if isinstance(source, Mapping):
-            self._keys = parse_jwks(source)
+            if self._verifier is not None:
+                raise UnsignedJwksError(
+                    "a JWKS dict is unsigned but a signer is pinned (verify_with); pass the "
+                    "signed document's location instead"
+                )
+            self._keys, self._valid_until = parse_jwks(source), float("inf")
         else:
             self._fetcher = _Fetcher(source, s3_client)
             data = self._fetcher.fetch()
             assert data is not None
-            self._keys = parse_jwks(data)
+            self._keys, self._valid_until = self._parse(data)
         self._loaded_at = self._clock()
+
+    def _parse(self, data: bytes) -> tuple[tuple[SealingKey, ...], float]:
+        """The keys in `data` and until when they may be used (the signed document's exp)."""
+        if self._verifier is None:
+            return parse_jwks(data), float("inf")
+        signed = self._verifier.verify(data, self._clock())
+        return parse_jwks(signed.jwks), float(signed.expires_at)
 
     @property
     def keys(self) -> tuple[SealingKey, ...]:
@@ -207,7 +235,7 @@ class PublicKeySet:
             data = self._fetcher.fetch()
             if data is None:
                 return False
-            keys = parse_jwks(data)
+            keys, self._valid_until = self._parse(data)
             changed = keys != self._keys
             self._keys = keys
             return changed
@@ -217,6 +245,14 @@ class PublicKeySet:
         now = self._clock()
         if self._fetcher is not None and now - self._loaded_at >= self._refresh_s:
             self._refresh_quietly()
+        if now >= self._valid_until:
+            if self._fetcher is not None and now - self._loaded_at >= _MIN_RETRY_S:
+                self._refresh_quietly()
+            if now >= self._valid_until:
+                raise SignedJwksExpiredError(
+                    "the signed key set in use has expired and no fresh one verified; ask the "
+                    "operator to run `sealq keys publish --sign-with KEY` again"
+                )
         try:
             return choose_key(self._keys, now)
         except NoUsableKeyError:
@@ -229,7 +265,9 @@ class PublicKeySet:
         """The current key when that needs no read of the source, else None (then call
         `current`, e.g. in a thread): lets the async producer skip a thread hop per send."""
         now = self._clock()
-        if self._fetcher is not None and now - self._loaded_at >= self._refresh_s:
+        if (self._fetcher is not None and now - self._loaded_at >= self._refresh_s) or (
+            now >= self._valid_until
+        ):
             return None
         try:
             return choose_key(self._keys, now)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.envelope.attributes import ATTR_CLIENT_ID
-from sealq.errors import MessageTooLargeError, SendError
+from sealq.errors import MessageTooLargeError, PinnedKeyError, SendError
 from sealq.producer.jwks import JwksInput, PublicKeySet
 from sealq.producer.message import (
     BatchResult,
@@ -23,12 +23,15 @@ from sealq.producer.message import (
     check_attribute,
 )
 from sealq.producer.offload import Offload
+from sealq.producer.pins import PinsInput
 
 
 class Producer:
     """Seals messages to the current published key and sends them to one SQS queue.
 
     `jwks` is a path, an https:// or s3:// URL, a JWKS dict, or a shared `PublicKeySet`.
+    `verify_with` pins the signer key(s) (sealq.producer.pins): then only a signed key set
+    that verifies is used, and a refused one raises a `SignedJwksError` before anything is sent.
     Pass `sqs_client` to reuse a configured boto3 client; otherwise one is created here,
     once, from the standard AWS configuration.
 
@@ -46,6 +49,7 @@ class Producer:
         sqs_client: Any | None = None,
         retries: int = 2,
         clock: Callable[[], float] = time.time,
+        verify_with: PinsInput | None = None,
         s3_bucket: str | None = None,
         s3_prefix: str = "",
         s3_always: bool = False,
@@ -54,7 +58,13 @@ class Producer:
         check_attribute(ATTR_CLIENT_ID, client_id)
         self.queue_url = queue_url
         self.client_id = client_id
-        self.keys = jwks if isinstance(jwks, PublicKeySet) else PublicKeySet(jwks, clock=clock)
+        if isinstance(jwks, PublicKeySet) and verify_with is not None:
+            raise PinnedKeyError("give verify_with to the PublicKeySet you pass, not to the Producer")
+        self.keys = (
+            jwks
+            if isinstance(jwks, PublicKeySet)
+            else PublicKeySet(jwks, clock=clock, verify_with=verify_with)
+        )
         self._clock = clock
         self._retries = retries
         if sqs_client is None:

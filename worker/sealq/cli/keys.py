@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from sealq.aws import clients as aws
 from sealq.aws.errors import AwsError, describe_aws_error
+from sealq.cli.keys_sign import add_signing, published_text
 from sealq.cli.parser import OneLineArgumentParser
 from sealq.durations import format_duration, parse_duration
 from sealq.errors import SealqError
@@ -29,14 +30,8 @@ if TYPE_CHECKING:
 
 # KMS answers that mean the --cmk value is what needs fixing.
 _CMK_PROBLEMS = frozenset(
-    {
-        "NotFoundException",
-        "DisabledException",
-        "KMSInvalidStateException",
-        "InvalidKeyUsageException",
-        "InvalidArnException",
-        "AccessDeniedException",
-    }
+    {"NotFoundException", "DisabledException", "KMSInvalidStateException"}
+    | {"InvalidKeyUsageException", "InvalidArnException", "AccessDeniedException"}
 )
 
 
@@ -144,6 +139,7 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = command("publish", "write the public keys as a JWKS for clients")
     p.add_argument("--out", default="-", help="file to write (default: stdout)")
     p.set_defaults(func=cmd_publish)
+    add_signing(p, sub)
 
     p = command("verify", "unwrap each live key once through KMS and check it matches its public key")
     p.set_defaults(func=cmd_verify)
@@ -320,7 +316,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     jwks = keyset.jwks(now)
     if not jwks["keys"]:
         raise SealqError("no unexpired key to publish; run `sealq keys create` or `keys rotate`")
-    _write(args.out, json.dumps(jwks, indent=2) + "\n")
+    _write(args.out, published_text(args, jwks, now))
     if args.out != "-":
         print(f"wrote {len(jwks['keys'])} key(s) to {args.out}", file=sys.stderr)
     return 0

@@ -29,6 +29,14 @@ def add_send_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--queue-url", required=True, help="the SQS queue to send to")
     p.add_argument("--jwks", required=True, help="published keys: path, https:// or s3:// URL")
+    p.add_argument(
+        "--verify-with",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="accept only a key set signed by this pinned key (PEM, JWK or JWKS from "
+        "`sealq keys signer-pem`); repeat it to pin the next signer too",
+    )
     p.add_argument("--file", type=Path, help="send this file's bytes as one message")
     p.add_argument("--client-id", help="set the client-id attribute (operators see it in the DLQ)")
     p.add_argument("--content-type", help="set the content-type attribute")
@@ -58,6 +66,7 @@ def run_send(args: argparse.Namespace) -> int:
         args.queue_url,
         args.jwks,
         client_id=args.client_id,
+        verify_with=args.verify_with,
         s3_bucket=args.s3_bucket,
         s3_prefix=args.s3_prefix,
         s3_always=args.s3_always,

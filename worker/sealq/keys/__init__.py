@@ -1,5 +1,5 @@
 """Key pairs through KMS: the keyset document, where it is stored, and the lifecycle
-(create, rotate, expire, publish). Needs `sealq[worker]` (pydantic)."""
+(create, rotate, expire, publish, sign the published key set). Needs `sealq[worker]` (pydantic)."""
 
 from sealq.extras import require
 
@@ -7,6 +7,7 @@ require("worker", "sealq.keys", "pydantic")  # one line naming the extra, not a 
 
 from sealq.keys.keyset import KeyRecord, Keyset, KeySpec, KeyState, UnknownKidError
 from sealq.keys.kms import KeyShreddedError, create_key, unwrap
+from sealq.keys.signing import Signer, SignerKeyError, sign_jwks, signer
 from sealq.keys.store import KeysetError, KeysetNotFoundError, KeysetStore
 
 __all__ = [
@@ -18,7 +19,11 @@ __all__ = [
     "KeysetError",
     "KeysetNotFoundError",
     "KeysetStore",
+    "Signer",
+    "SignerKeyError",
     "UnknownKidError",
     "create_key",
+    "sign_jwks",
+    "signer",
     "unwrap",
 ]

@@ -25,8 +25,9 @@ test functions. `TestKey` gives producer tests a key to seal to (`sealing_key`, 
 
 The parts, for tests of your own that need more: `MemorySQS`/`MemoryQueue` (an in-memory
 SQS that keeps the rules the worker depends on), `MemoryS3` (payloads sent through S3),
-`FakeKMS` (KMS Decrypt of fake-wrapped keys), `record_for` and `write_keyset` (a keyset file
-holding only fake-wrapped keys).
+`FakeKMS` (KMS Decrypt of fake-wrapped keys; CreateKey/Sign/GetPublicKey of ECC_NIST_P256
+signing keys, for signed key sets), `record_for` and `write_keyset` (a keyset file holding
+only fake-wrapped keys).
 Needs `sealq[worker]`.
 """
 

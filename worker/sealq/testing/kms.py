@@ -11,7 +11,8 @@
 
 The "wrapped" blob is an opaque label (`blob-0`, ...); the private key stays in this
 object's memory and never reaches the keyset file, as with real KMS. Not kept: key policies,
-key states (disabled, pending deletion), grants, quotas.
+key states (disabled, pending deletion), grants, quotas. The signing calls (CreateKey,
+CreateAlias, GetPublicKey, Sign) come from sealq.testing.kms_sign.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from sealq.envelope.jwk import PrivateKeyObject, alg_for_key
 from sealq.keys.keyset import KeyRecord, Keyset, KeySpec, KeyState
 from sealq.keys.store import KeysetStore
+from sealq.testing.kms_sign import SigningKeys
 
 FAKE_CMK_ARN = "arn:aws:kms:us-east-1:000000000000:key/fake"
 _SPECS = {
@@ -38,10 +40,11 @@ _SPECS = {
 }
 
 
-class FakeKMS:
+class FakeKMS(SigningKeys):
     """Decrypt returns the PKCS#8 DER registered for a blob; can be made slow or failing."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.blobs: dict[bytes, bytes] = {}
         self.contexts: dict[bytes, dict[str, str]] = {}
         self.calls = 0
