@@ -18,6 +18,8 @@ Prints one JSON document:
   unwrapped under that load.
 - rss: peak RSS of a worker process draining 10,000 and 100,000 queued messages (the queue
   is synthetic: messages exist only once received, so the figure is the worker's own).
+- payloads: 5 MiB payloads sent through S3 (in memory): messages/s, peak RSS and loop lag
+  for --payload-fetches 1, 4 and 8 (bench_payloads.py).
 - end_to_end: messages/s through `sealq run`'s pool against the local stand-in, vs a bare
   receive(10) + delete-batch loop with the same concurrency against the same stand-in. Both
   short-poll (WaitTimeSeconds=0, the queue is full): ministack serialises concurrent long
@@ -300,7 +302,7 @@ def rss(quick: bool, workdir: Path) -> dict[str, Any]:
     return out
 
 
-PARTS = ("pool_vs_limit", "kms_single_flight", "loop_lag", "rss", "typed", "standin")
+PARTS = ("pool_vs_limit", "kms_single_flight", "loop_lag", "rss", "typed", "payloads", "standin")
 """`standin` gives the end_to_end and naive figures."""
 
 
@@ -337,6 +339,10 @@ def main() -> None:
         from bench_typed import typed_cost
 
         result["typed"] = typed_cost(args.quick, workdir)
+    if "payloads" in parts:
+        from bench_payloads import payloads
+
+        result["payloads"] = payloads(args.quick, workdir)
     if "standin" in parts:
         from bench_standin import against_standin
 

@@ -162,7 +162,7 @@ def test_too_large_message_fails_alone(sqs: Any, queue_url: str, ec_pair: KeyPai
     too_big = b"x" * (SQS_MAX_MESSAGE_BYTES * 3 // 4)
     result = producer.send_batch([b"first", too_big, b"last"])
     assert [(f.index, f.code, f.sender_fault) for f in result.failed] == [(1, "MessageTooLarge", True)]
-    assert "split it or store the payload elsewhere" in result.failed[0].message
+    assert "s3_bucket" in result.failed[0].message
     assert sorted(s.index for s in result.sent) == [0, 2]
     received = sorted(open_token(m["Body"], ec_pair.opening) for m in _drain(sqs, queue_url))
     assert received == [b"first", b"last"]
@@ -624,8 +624,18 @@ def test_send_cli_reports_messages_sent_before_a_failure(
     monkeypatch.setattr(cli, "Producer", HalfWay)
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"line\n" * 250)))
     args = argparse.Namespace(
-        queue_url="q", jwks="j", client_id=None, content_type=None, file=None, json=True, verify_with=None,
-        group_id=None, deduplication_id=None,
+        queue_url="q",
+        jwks="j",
+        client_id=None,
+        content_type=None,
+        file=None,
+        json=True,
+        s3_bucket=None,
+        s3_prefix="",
+        s3_always=False,
+        verify_with=None,
+        group_id=None,
+        deduplication_id=None,
     )
     with pytest.raises(SendError) as info:
         cli.run_send(args)
@@ -656,3 +666,75 @@ async def test_async_producer_picks_up_a_rotated_jwks_file(
         await producer.send_batch([b"after"])
     kids = [e["MessageAttributes"][ATTR_KEY_ID]["StringValue"] for e in seen]
     assert kids == [old.kid, old.kid, new.kid]
+
+
+# --- through S3 (moto) --------------------------------------------------------------------
+
+
+def test_large_messages_go_through_s3_single_and_batched(sqs: Any, queue_url: str, ec_pair: KeyPair) -> None:
+    from sealq.aws.payloads import ATTR_PAYLOAD_SIZE, parse_pointer
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="sealq-big")
+    producer = Producer(queue_url, _jwks(ec_pair), clock=Clock(), s3_bucket="sealq-big", s3_client=s3)
+    big = b"y" * SQS_MAX_MESSAGE_BYTES
+    producer.send(big)
+    result = producer.send_batch([b"inline", big])
+    assert result.ok, result.failed
+    received = _drain(sqs, queue_url)
+    pointers = [m for m in received if ATTR_PAYLOAD_SIZE in m["MessageAttributes"]]
+    assert len(received) == 3 and len(pointers) == 2
+    for message in pointers:
+        pointer = parse_pointer(message["Body"])
+        assert not isinstance(pointer, str)
+        token = s3.get_object(Bucket=pointer.bucket, Key=pointer.key)["Body"].read().decode()
+        assert _attr(message, ATTR_PAYLOAD_SIZE) == str(len(token))
+        assert _attr(message, ATTR_KEY_ID) == ec_pair.kid and b"yyyy" not in token.encode()
+        assert open_token(token, ec_pair.opening, max_bytes=4 * SQS_MAX_MESSAGE_BYTES) == big
+
+
+def test_failed_put_object_is_a_send_error_or_a_failed_entry(
+    sqs: Any, queue_url: str, ec_pair: KeyPair
+) -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")  # no such bucket
+    producer = Producer(
+        queue_url, _jwks(ec_pair), clock=Clock(), s3_bucket="sealq-none", s3_always=True, s3_client=s3
+    )
+    with pytest.raises(SendError, match="PutObject to bucket sealq-none failed: NoSuchBucket"):
+        producer.send(b"a")
+    result = producer.send_batch([b"a", b"b"])
+    assert [(f.index, f.code, f.sender_fault) for f in result.failed] == [
+        (0, "PutObjectFailed", False),
+        (1, "PutObjectFailed", False),
+    ]
+    assert not _drain(sqs, queue_url)
+
+
+def test_send_cli_passes_the_s3_flags_to_the_producer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from sealq.cli import send as cli
+    from sealq.cli.main import build_parser
+    from sealq.errors import SealqError
+
+    made: list[dict[str, Any]] = []
+
+    class Made:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.append(kwargs)
+
+        def send(self, message: OutgoingMessage) -> str:
+            return "m-1"
+
+    monkeypatch.setattr(cli, "Producer", Made)
+    (tmp_path / "big.bin").write_bytes(b"x")
+    base = ["send", "--queue-url", "q", "--jwks", "j", "--file", str(tmp_path / "big.bin")]
+    args = build_parser().parse_args([*base, "--s3-bucket", "b-1", "--s3-prefix", "p/", "--s3-always"])
+    assert cli.run_send(args) == 0
+    assert {k: made[0][k] for k in ("s3_bucket", "s3_prefix", "s3_always")} == {
+        "s3_bucket": "b-1",
+        "s3_prefix": "p/",
+        "s3_always": True,
+    }
+    with pytest.raises(SealqError, match="--s3-always needs --s3-bucket"):
+        cli.run_send(build_parser().parse_args([*base, "--s3-always"]))

@@ -141,7 +141,7 @@ def test_send_cli_passes_group_id_and_refuses_one_deduplication_id_for_many_line
     monkeypatch.setattr(cli, "Producer", lambda *a, **kw: Producer(*a, **kw, sqs_client=sqs))
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"one\ntwo\n")))
     base = {"queue_url": url, "jwks": key.jwks(), "client_id": None, "content_type": None, "file": None}
-    base |= {"json": True, "verify_with": None}
+    base |= {"json": True, "verify_with": None, "s3_bucket": None, "s3_prefix": "", "s3_always": False}
     args = argparse.Namespace(**base, group_id="tenant-1", deduplication_id=None)
     assert cli.run_send(args) == 0
     assert [m["Attributes"]["MessageGroupId"] for m in received(sqs, url)] == ["tenant-1"] * 2

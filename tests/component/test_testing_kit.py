@@ -247,9 +247,10 @@ def test_the_kit_exports_what_its_docstring_promises() -> None:
         "keys",
         "kms",
         "kms_sign",
+        "s3",
         "sqs",
     }
-    for name in ("run_handler", "TestKey", "MemorySQS", "FakeKMS", "HandlerOutcome"):
+    for name in ("run_handler", "TestKey", "MemorySQS", "MemoryS3", "FakeKMS", "HandlerOutcome"):
         assert name in (sealq.testing.__doc__ or "")
 
 

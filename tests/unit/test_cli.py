@@ -43,6 +43,10 @@ RUN_FLAGS = {
     "key-grace-s": int,
     "keyset-refresh-s": float,
     "crypto-threads": int,
+    "payload-buckets": str,
+    "max-payload-bytes": int,
+    "payload-fetches": int,
+    "keep-payloads": None,  # a switch: --keep-payloads / --no-keep-payloads
     "metrics-port": int,
     "metrics-host": str,
     "log-level": str,

@@ -93,7 +93,7 @@ def test_too_large_message_says_how_big_and_what_to_do(ec_pair: KeyPair) -> None
     from sealq.errors import MessageTooLargeError
 
     build_entry(0, OutgoingMessage(b"x" * NEAR_LIMIT), ec_pair.sealing, NOW)  # fits
-    with pytest.raises(MessageTooLargeError, match=r"at most 1048064.*send a reference"):
+    with pytest.raises(MessageTooLargeError, match=r"at most 1048064.*s3_bucket"):
         build_entry(0, OutgoingMessage(b"x" * (SQS_MAX_MESSAGE_BYTES * 3 // 4)), ec_pair.sealing, NOW)
 
 

@@ -19,6 +19,13 @@ KMS_MISCONFIGURED = frozenset(
 )
 """KMS saying the CMK is missing, disabled, pending deletion or denied to us: retrying helps
 only once an operator fixes it (unlike throttling or an outage, which pass by themselves)."""
+S3_MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "404"})
+"""S3 saying the object (or its bucket) is not there: an offloaded payload that is gone."""
+S3_MISCONFIGURED = frozenset(
+    {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "InvalidObjectState", "KMS.DisabledException"}
+)
+"""S3 refusing us the object (IAM, bucket policy, an archived object, its SSE-KMS key): only
+an operator can fix it. Any other failure (SlowDown, 5xx, timeouts) passes by itself."""
 _NO_QUEUE_CODES = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
 )

@@ -19,15 +19,29 @@ def b64url_encode(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
+CHUNK_CHARS = 256 * 1024
+"""Inputs longer than this (payloads sent through S3 run to megabytes) are decoded in pieces
+of this many characters (a multiple of 4): one binascii call holds the GIL throughout, ~10 ms
+a megabyte on a loaded core, which would stall the event loop while a crypto thread decodes."""
+
+
 def b64url_decode(data: bytes) -> bytes:
     """Decode unpadded base64url; raise ValueError on anything else."""
     remainder = len(data) % 4
     if remainder == 1 or b"+" in data or b"/" in data or b"=" in data:
         raise ValueError("not base64url")
     try:
-        return binascii.a2b_base64(
-            data.translate(URLSAFE_TO_STANDARD) + B64_PADDING[remainder], strict_mode=True
-        )
+        if len(data) <= CHUNK_CHARS:
+            return binascii.a2b_base64(
+                data.translate(URLSAFE_TO_STANDARD) + B64_PADDING[remainder], strict_mode=True
+            )
+        view, pieces = memoryview(data), []
+        for start in range(0, len(data), CHUNK_CHARS):
+            piece = view[start : start + CHUNK_CHARS].tobytes().translate(URLSAFE_TO_STANDARD)
+            if start + CHUNK_CHARS >= len(data):
+                piece += B64_PADDING[remainder]
+            pieces.append(binascii.a2b_base64(piece, strict_mode=True))
+        return b"".join(pieces)
     except binascii.Error:
         raise ValueError("not base64url") from None
 

@@ -14,12 +14,14 @@ from typing import Any
 
 from sealq.aws.errors import AwsError, describe_aws_error
 from sealq.envelope.attributes import ATTR_CLIENT_ID
-from sealq.errors import PinnedKeyError, SendError
+from sealq.errors import MessageTooLargeError, PinnedKeyError, SendError
 from sealq.extras import require
 from sealq.producer.fifo import CONTENT_DEDUP_ATTRIBUTE, QueueKind
 from sealq.producer.jwks import JwksInput, PublicKeySet
 from sealq.producer.message import (
     BatchResult,
+    Entry,
+    FailedEntry,
     OutgoingMessage,
     Sendable,
     as_message,
@@ -29,7 +31,11 @@ from sealq.producer.message import (
     build_entry,
     check_attribute,
 )
+from sealq.producer.offload import Offload
 from sealq.producer.pins import PinsInput
+
+PUTS_AT_ONCE = 4
+"""Concurrent PutObject calls of one send_batch."""
 
 
 class AsyncProducer:
@@ -38,6 +44,7 @@ class AsyncProducer:
     Loading and refreshing the JWKS (file, HTTPS or S3 reads) runs in a worker thread so the
     event loop never blocks on it. Pass `sqs_client` to reuse an open aiobotocore client.
     `verify_with` pins signer keys, as for `Producer`; a refused key set raises on entry.
+    `s3_bucket`, `s3_prefix`, `s3_always` and `s3_client` as for `Producer`.
     """
 
     def __init__(
@@ -50,8 +57,12 @@ class AsyncProducer:
         retries: int = 2,
         clock: Callable[[], float] = time.time,
         verify_with: PinsInput | None = None,
+        s3_bucket: str | None = None,
+        s3_prefix: str = "",
+        s3_always: bool = False,
+        s3_client: Any | None = None,
     ) -> None:
-        if sqs_client is None:
+        if sqs_client is None or (s3_bucket and s3_client is None):
             require("async", "AsyncProducer")
         check_attribute(ATTR_CLIENT_ID, client_id)
         self.queue_url = queue_url
@@ -66,6 +77,8 @@ class AsyncProducer:
         self._clock = clock
         self._retries = retries
         self._stack = AsyncExitStack()
+        self._offload = Offload(s3_bucket, s3_prefix, s3_always) if s3_bucket else None
+        self._s3: Any = s3_client
 
     async def __aenter__(self) -> AsyncProducer:
         if self._keys is None:
@@ -81,6 +94,14 @@ class AsyncProducer:
 
             self._sqs = await self._stack.enter_async_context(
                 get_session().create_client("sqs", config=aio_client_config())
+            )
+        if self._offload is not None and self._s3 is None:
+            from aiobotocore.session import get_session
+
+            from sealq.aws.clients import aio_client_config
+
+            self._s3 = await self._stack.enter_async_context(
+                get_session().create_client("s3", config=aio_client_config())
             )
         return self
 
@@ -115,8 +136,15 @@ class AsyncProducer:
             )
         await self._learn_queue()
         entry = build_entry(
-            0, as_message(message, self.client_id), await self._current_key(), self._clock(), self._queue
+            0,
+            as_message(message, self.client_id),
+            await self._current_key(),
+            self._clock(),
+            self._queue,
+            offload=self._offload is not None,
         )
+        if self._offload is not None and self._offload.wanted(entry):
+            entry = await self._put(entry)
         try:
             response = await self._sqs.send_message(  # type: ignore[union-attr]
                 QueueUrl=self.queue_url,
@@ -131,7 +159,11 @@ class AsyncProducer:
     async def send_batch(self, messages: Iterable[Sendable]) -> BatchResult:
         await self._learn_queue()
         key = await self._current_key()
-        entries, result = build_entries(messages, self.client_id, key, self._clock(), self._queue)
+        entries, result = build_entries(
+            messages, self.client_id, key, self._clock(), self._queue, offload=self._offload is not None
+        )
+        if self._offload is not None:
+            entries = await self._put_large(entries, result)
         exchange = batch_exchanges(entries, result, self._retries)
         try:
             pending = next(exchange)
@@ -160,3 +192,34 @@ class AsyncProducer:
             except AwsError:
                 response = None  # not allowed to ask: random ids work on every FIFO queue
             self._queue.learn(response)
+
+    async def _put(self, entry: Entry) -> Entry:
+        """Put the sealed token in S3; the pointer entry to send instead."""
+        assert self._offload is not None
+        pointer, sent = self._offload.pointer(entry)
+        try:
+            await self._s3.put_object(Bucket=pointer.bucket, Key=pointer.key, Body=entry.body.encode("ascii"))
+        except AwsError as exc:
+            raise SendError(describe_aws_error(exc, f"PutObject to bucket {pointer.bucket}")) from None
+        return sent
+
+    async def _put_large(self, entries: list[Entry], result: BatchResult) -> list[Entry]:
+        """`_put` for each entry that goes through S3, a few at once; one that fails is a
+        failed entry."""
+        offload = self._offload
+        assert offload is not None
+        gate = asyncio.Semaphore(PUTS_AT_ONCE)
+
+        async def one(entry: Entry) -> Entry | None:
+            if not offload.wanted(entry):
+                return entry
+            async with gate:
+                try:
+                    return await self._put(entry)
+                except MessageTooLargeError as exc:
+                    result.failed.append(FailedEntry(entry.index, "MessageTooLarge", str(exc), True))
+                except SendError as exc:
+                    result.failed.append(FailedEntry(entry.index, "PutObjectFailed", str(exc), False))
+            return None
+
+        return [e for e in await asyncio.gather(*map(one, entries)) if e is not None]

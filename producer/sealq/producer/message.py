@@ -135,11 +135,18 @@ def as_message(item: Sendable, client_id: str | None) -> OutgoingMessage:
 
 
 def build_entry(
-    index: int, message: OutgoingMessage, key: SealingKey, now: float, queue: QueueKind | None = None
+    index: int,
+    message: OutgoingMessage,
+    key: SealingKey,
+    now: float,
+    queue: QueueKind | None = None,
+    *,
+    offload: bool = False,
 ) -> Entry:
     """Seal one message and attach its attributes; MessageTooLargeError past the SQS limit
-    less DLQ_HEADROOM_BYTES (room for the reason a dead-letter copy carries). With `queue`,
-    its FIFO fields too (FifoError, before sealing, if SQS would refuse them)."""
+    less DLQ_HEADROOM_BYTES (room for the reason a dead-letter copy carries), unless it is
+    to be offloaded to S3 (`offload`: the caller then sends a pointer, see `offload`). With
+    `queue`, its FIFO fields too (FifoError, before sealing, if SQS would refuse them)."""
     fifo = {} if queue is None else queue.fields(index, message.group_id, message.deduplication_id)
     body = seal_at(message.plaintext, key, now).decode("ascii")
     attrs: dict[str, str] = dict(message.attributes)
@@ -155,11 +162,11 @@ def build_entry(
         )
     sqs_attrs = {name: {"DataType": "String", "StringValue": v} for name, v in attrs.items()}
     size = message_size(body, sqs_attrs)
-    if size > PRODUCER_MAX_MESSAGE_BYTES:
+    if size > PRODUCER_MAX_MESSAGE_BYTES and not offload:
         raise MessageTooLargeError(
             f"message {index} is {size} bytes once sealed; sealq sends at most "
             f"{PRODUCER_MAX_MESSAGE_BYTES} (about {PRODUCER_MAX_MESSAGE_BYTES * 3 // 4 - 1024} bytes of "
-            "plaintext): split it or store the payload elsewhere and send a reference"
+            "plaintext): give the producer an s3_bucket (sealq send --s3-bucket) to send it through S3"
         )
     return Entry(index, body, sqs_attrs, size, fifo)
 
@@ -247,15 +254,17 @@ def build_entries(
     key: SealingKey,
     now: float,
     queue: QueueKind | None = None,
+    *,
+    offload: bool = False,
 ) -> tuple[list[Entry], BatchResult]:
-    """Seal every message; one too large for SQS, or with too many attributes, becomes a
-    failed entry, not an exception; FIFO fields SQS would refuse (a missing group id) raise
-    FifoError before any call."""
+    """Seal every message; one too large for SQS (unless `offload`: it stays an entry for the
+    caller to put in S3), or with too many attributes, becomes a failed entry, not an
+    exception; FIFO fields SQS would refuse (a missing group id) raise FifoError before any call."""
     result = BatchResult()
     entries: list[Entry] = []
     for index, item in enumerate(messages):
         try:
-            entries.append(build_entry(index, as_message(item, client_id), key, now, queue))
+            entries.append(build_entry(index, as_message(item, client_id), key, now, queue, offload=offload))
         except MessageTooLargeError as exc:
             result.failed.append(FailedEntry(index, "MessageTooLarge", str(exc), True))
         except InvalidAttributeError as exc:

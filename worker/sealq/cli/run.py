@@ -48,6 +48,14 @@ def add_settings_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) 
     Flags have no argparse default: an absent flag leaves the value to SEALQ_* or the model.
     """
     for name, field in model.model_fields.items():
+        if field.annotation is bool:  # --keep-payloads / --no-keep-payloads
+            parser.add_argument(
+                "--" + name.replace("_", "-"),
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=flag_help(field).replace("%", "%%"),
+            )
+            continue
         parser.add_argument(
             "--" + name.replace("_", "-"),
             type=_flag_type(name, field.annotation),

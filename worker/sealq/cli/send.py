@@ -49,6 +49,14 @@ def add_send_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--deduplication-id",
         help="MessageDeduplicationId for --file on a FIFO queue (default: random, never from the content)",
     )
+    p.add_argument(
+        "--s3-bucket",
+        help="send messages too large for SQS through this S3 bucket (sealed; Extended Client pointer)",
+    )
+    p.add_argument("--s3-prefix", default="", help="object key prefix in --s3-bucket")
+    p.add_argument(
+        "--s3-always", action="store_true", help="send every message through --s3-bucket, not only large ones"
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run_send)
 
@@ -68,7 +76,17 @@ def run_send(args: argparse.Namespace) -> int:
             "--deduplication-id needs --file: one id for every stdin line would keep only the first"
         )
     check_ids(args.group_id, args.deduplication_id)
-    producer = Producer(args.queue_url, args.jwks, client_id=args.client_id, verify_with=args.verify_with)
+    if args.s3_always and not args.s3_bucket:
+        raise SealqError("--s3-always needs --s3-bucket")
+    producer = Producer(
+        args.queue_url,
+        args.jwks,
+        client_id=args.client_id,
+        verify_with=args.verify_with,
+        s3_bucket=args.s3_bucket,
+        s3_prefix=args.s3_prefix,
+        s3_always=args.s3_always,
+    )
     if args.file is not None:
         try:
             body = args.file.read_bytes()

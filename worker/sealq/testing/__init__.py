@@ -28,9 +28,10 @@ A typed handler (`async def handle(order: Order)`) is run the same way, on a mod
 that does not validate comes back dead-lettered as `Reason.INVALID_PAYLOAD`.
 
 The parts, for tests of your own that need more: `MemorySQS`/`MemoryQueue`/`MemoryFifoQueue`
-(an in-memory SQS that keeps the rules the worker depends on), `FakeKMS` (KMS Decrypt of fake-wrapped keys;
-CreateKey/Sign/GetPublicKey of ECC_NIST_P256 signing keys, for signed key sets),
-`record_for` and `write_keyset` (a keyset file holding only fake-wrapped keys).
+(an in-memory SQS that keeps the rules the worker depends on), `MemoryS3` (payloads sent
+through S3), `FakeKMS` (KMS Decrypt of fake-wrapped keys; CreateKey/Sign/GetPublicKey of
+ECC_NIST_P256 signing keys, for signed key sets), `record_for` and `write_keyset` (a keyset
+file holding only fake-wrapped keys).
 Needs `sealq[worker]`.
 """
 
@@ -38,6 +39,7 @@ from sealq.testing.fifo_sqs import MemoryFifoQueue
 from sealq.testing.harness import HandlerOutcome, Settled, run_handler, run_handler_sync
 from sealq.testing.keys import KeyKind, TestKey
 from sealq.testing.kms import FakeKMS, record_for, write_keyset
+from sealq.testing.s3 import MemoryS3
 from sealq.testing.sqs import MemoryQueue, MemorySQS, QueuedMessage
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "KeyKind",
     "MemoryFifoQueue",
     "MemoryQueue",
+    "MemoryS3",
     "MemorySQS",
     "QueuedMessage",
     "Settled",

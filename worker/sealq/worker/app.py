@@ -68,6 +68,15 @@ async def open_clients(stack: AsyncExitStack) -> tuple[Any, Any]:
     return sqs, kms
 
 
+async def open_s3(stack: AsyncExitStack, settings: WorkerSettings) -> Any:
+    """An aiobotocore S3 client when payloads may come through S3 (`--payload-buckets`)."""
+    if not settings.payload_buckets.strip():
+        return None
+    from aiobotocore.session import get_session
+
+    return await stack.enter_async_context(get_session().create_client("s3", config=aio_client_config()))
+
+
 def install_signal_handlers(worker: Worker) -> None:
     """First SIGTERM/SIGINT: graceful stop. Second: leave at once (SQS redelivers the rest)."""
     loop = asyncio.get_running_loop()
@@ -94,7 +103,8 @@ async def serve(settings: WorkerSettings, handler: Handler) -> int:
     async with AsyncExitStack() as stack:
         sqs, kms = await open_clients(stack)
         await check_queues(sqs, settings)
-        worker = Worker(settings, handler, sqs=sqs, kms=kms, keystore=KeysetStore(settings.keyset))
+        s3 = await open_s3(stack, settings)
+        worker = Worker(settings, handler, sqs=sqs, kms=kms, keystore=KeysetStore(settings.keyset), s3=s3)
         install_signal_handlers(worker)
         if settings.metrics_port is not None:
             server = HealthServer(worker, settings.metrics_host, settings.metrics_port)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from sealq.aws.payloads import S3Pointer, is_offloaded, parse_pointer
 from sealq.envelope.attributes import ATTR_FORMAT, ATTR_KEY_ID
 from sealq.envelope.jwe import DEFAULT_MAX_TOKEN_BYTES, ParsedToken, parse
 from sealq.envelope.jwk import KID_PATTERN, Alg
@@ -65,7 +66,13 @@ class UnknownKid(NamedTuple):
     kid: str
 
 
-Verdict = Open | Reject | UnknownKid
+class Fetch(NamedTuple):
+    """Sent through S3: fetch the token, then classify it (`fetched=True`)."""
+
+    pointer: S3Pointer
+
+
+Verdict = Open | Reject | UnknownKid | Fetch
 
 
 def key_usable(entry: KeyEntry, iat: int | None, now: float, grace_s: float) -> bool:
@@ -85,12 +92,21 @@ def classify(
     now: float,
     grace_s: float,
     max_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+    *,
+    fetched: bool = False,
 ) -> Verdict:
+    """`body` is the SQS body, or with `fetched` the token an S3 pointer led to."""
     attr_kid = attributes.get(ATTR_KEY_ID)
     if attr_kid is None:
         return Reject(Reason.MALFORMED, "no key-id attribute")
     if KID_PATTERN.fullmatch(attr_kid) is None:
         return Reject(Reason.MALFORMED, "key-id attribute is not a valid kid")
+    if not fetched and is_offloaded(attributes):
+        # Known kid first: a pointer under a kid we cannot open costs no S3 request.
+        pointer = parse_pointer(body)
+        if isinstance(pointer, str):
+            return Reject(Reason.MALFORMED, pointer)
+        return Fetch(pointer) if keys.get(attr_kid) is not None else UnknownKid(attr_kid)
     fmt = attributes.get(ATTR_FORMAT)
     parsed: ParsedToken | None = None
     iat: int | None = None

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sealq.aws.payloads import S3Pointer
 from sealq.envelope.attributes import SEALQ_ATTRIBUTES
 from sealq.worker.settings import MAX_VISIBILITY_S
 
@@ -35,6 +36,7 @@ class InFlight:
     group_id: str | None = None  # MessageGroupId (FIFO queues; received only when asked for)
     settling: bool = False  # an outcome (delete or visibility change) has been submitted
     finished: bool = False  # SQS answered for the outcome; the buffer slot is free again
+    payload: S3Pointer | None = None  # sent through S3: its object, deleted once handled
 
 
 def in_flight(raw: dict[str, Any], now: float, visibility_timeout_s: int) -> InFlight:

@@ -27,6 +27,7 @@ from sealq.errors import OpenError, Reason
 from sealq.worker.classify import Reject
 from sealq.worker.handler import HandlerRejected, InvalidPayload
 from sealq.worker.keycache import KeyRefused, KeyUnavailable
+from sealq.worker.payloads import Failure, PayloadFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,21 @@ class Rules:
         if error.misconfigured and receive_count >= self.max_attempts:
             return DeadLetter(Reason.KEY_UNAVAILABLE, error.code)
         return RetryAfter(self.kms_retry_s, "kms-unavailable", str(error))
+
+    def payload_failed(self, failure: PayloadFailed, receive_count: int) -> Outcome:
+        """An S3 payload that cannot be fetched, classified like KMS's failures: gone or
+        not ours to read is permanent; S3 refusing us (an operator must act) counts
+        attempts; throttling and outages are retried however long they last."""
+        match failure.kind:
+            case Failure.MISSING:
+                return DeadLetter(Reason.PAYLOAD_MISSING, failure.detail)
+            case Failure.TOO_LARGE:
+                return DeadLetter(Reason.TOO_LARGE, failure.detail)
+            case Failure.REFUSED:
+                return DeadLetter(Reason.PAYLOAD_UNAVAILABLE, failure.detail)
+            case Failure.DENIED if receive_count >= self.max_attempts:
+                return DeadLetter(Reason.PAYLOAD_UNAVAILABLE, failure.detail)
+        return RetryAfter(self.kms_retry_s, f"s3-{failure.kind.value}", failure.detail)
 
     def open_failed(self, error: OpenError) -> DeadLetter:
         return DeadLetter(error.reason)

@@ -21,7 +21,7 @@ from concurrent.futures import Executor
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE
 from sealq.envelope.jwe import OpeningKey
 from sealq.errors import OpenError, Reason
-from sealq.worker.classify import Open, Reject, UnknownKid, Verdict, classify
+from sealq.worker.classify import Fetch, Open, Reject, UnknownKid, Verdict, classify
 from sealq.worker.groups import GroupLocks, in_groups
 from sealq.worker.handler import Handler, Message
 from sealq.worker.keycache import KeyRefused, KeyUnavailable
@@ -30,6 +30,7 @@ from sealq.worker.leases import InFlight
 from sealq.worker.logs import event
 from sealq.worker.opening import Job, open_batch, runs_inline
 from sealq.worker.outcomes import Outcome, Release, Rules
+from sealq.worker.payloads import NOT_CONFIGURED, PayloadStore
 from sealq.worker.receiving import Buffer
 from sealq.worker.settings import WorkerSettings
 from sealq.worker.settling import Settler
@@ -65,6 +66,7 @@ class Pipeline:
         clock: Callable[[], float],
         max_message_bytes: int,
         stopping: asyncio.Event,
+        payloads: PayloadStore | None = None,
     ) -> None:
         self._handler = handler
         self._keyring = keyring
@@ -81,6 +83,7 @@ class Pipeline:
         self._handlers = asyncio.Semaphore(settings.concurrency)  # bounds handler calls only
         self._stopping = stopping
         self._groups = GroupLocks() if settings.fifo else None  # FIFO: in order per group (`groups`)
+        self._payloads = payloads
         self.waiting: set[asyncio.Task[None]] = set()
         """Messages with an unknown kid waiting, apart from their batch, for a keyset re-read."""
 
@@ -199,24 +202,35 @@ class Pipeline:
             await asyncio.gather(*late, return_exceptions=True)
 
     async def outcome(
-        self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened
+        self,
+        item: InFlight,
+        verdict: Verdict,
+        key: OpeningKey | None,
+        opened: Opened,
+        token: str | None = None,
     ) -> Outcome:
         """One message from its classification to its outcome. `run_batch` classified it
-        (`verdict`) and, if its key was cached, already opened it (`key`, `opened`)."""
+        (`verdict`) and, if its key was cached, already opened it (`key`, `opened`).
+        `token`: the sealed token fetched from S3 for a pointer message (`_offloaded`)."""
         if opened is None:
             if isinstance(verdict, UnknownKid):  # a key rotated in since our last keyset read?
                 fresh = await self._keyring.read_since(item.received_at)
                 if fresh:
-                    verdict = self._classify(item)
+                    verdict = self._classify(item, token)
                 if isinstance(verdict, UnknownKid):
                     return self._rules.unknown_kid(verdict.kid, fresh, self._keyring.next_read_in_s())
+            if isinstance(verdict, Fetch):
+                return await self._offloaded(item, verdict)
             if isinstance(verdict, Reject):
                 return self._rules.rejected(verdict)
             try:
                 key = await self._keyring.key(verdict.entry)  # one KMS Decrypt per kid
             except (KeyUnavailable, KeyRefused) as exc:
                 return self._rules.key_failed(exc, item.receive_count)
-            (opened,) = await self._open([(verdict.parsed, key, item.body)])
+            if token is None:
+                (opened,) = await self._open([(verdict.parsed, key, item.body)])
+            else:  # megabytes of AES-GCM and base64: on a crypto thread, never on the loop
+                (opened,) = await self._in_thread([(verdict.parsed, key, token)])
         if isinstance(opened, OpenError):
             return self._rules.open_failed(opened)
         assert key is not None
@@ -244,12 +258,45 @@ class Pipeline:
                 self._stats.handler_seconds.observe(time.monotonic() - started)
         return self._rules.after_handler(None, item.receive_count)
 
-    def _classify(self, item: InFlight) -> Verdict:
+    async def _offloaded(self, item: InFlight, verdict: Fetch) -> Outcome:
+        """Sent through S3: fetch the token and carry on with it as if it came inline. The
+        slot is held until the outcome is decided, so the token and its plaintext count
+        against the payload memory bound (`payloads`) all the while."""
+        store = self._payloads
+        if store is None:
+            return self._rules.payload_failed(NOT_CONFIGURED, item.receive_count)
+        async with store.slots:
+            data = await store.fetch(verdict.pointer)
+            if not isinstance(data, bytearray):
+                return self._rules.payload_failed(data, item.receive_count)
+            item.payload = verdict.pointer  # deleted from S3 once the message is handled
+            loop = asyncio.get_running_loop()
+            token, fetched = await loop.run_in_executor(self._crypto, self._classify_fetched, item, data)
+            del data
+            return await self.outcome(item, fetched, None, None, token)
+
+    def _classify_fetched(self, item: InFlight, data: bytearray) -> tuple[str, Verdict]:
+        """On a crypto thread: a fetched object decoded and classified (parsing base64s it)."""
+        try:
+            token = data.decode("ascii")
+        except UnicodeDecodeError:
+            return "", Reject(Reason.MALFORMED, "payload is not a token")
+        return token, self._classify(item, token)
+
+    def _classify(self, item: InFlight, token: str | None = None) -> Verdict:
         index = self._keyring.index
         assert index is not None
-        return classify(item.body, item.attributes, index, self._clock(), self._grace_s, self._max_bytes)
+        now = self._clock()
+        if token is None:
+            return classify(item.body, item.attributes, index, now, self._grace_s, self._max_bytes)
+        assert self._payloads is not None
+        max_bytes = self._payloads.max_bytes
+        return classify(token, item.attributes, index, now, self._grace_s, max_bytes, fetched=True)
 
     async def _open(self, jobs: list[Job]) -> list[bytes | OpenError]:
         if all(runs_inline(key) for _, key, _ in jobs):
             return open_batch(jobs)
+        return await self._in_thread(jobs)
+
+    async def _in_thread(self, jobs: list[Job]) -> list[bytes | OpenError]:
         return await asyncio.get_running_loop().run_in_executor(self._crypto, open_batch, jobs)

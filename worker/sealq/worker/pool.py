@@ -30,6 +30,7 @@ from sealq.worker.leases import HandBacks, Leases
 from sealq.worker.loading import as_handler
 from sealq.worker.logs import event
 from sealq.worker.outcomes import Rules
+from sealq.worker.payloads import PayloadStore, parse_buckets
 from sealq.worker.pipeline import Pipeline
 from sealq.worker.receiving import Buffer, Receiver, Slots
 from sealq.worker.settings import WorkerSettings
@@ -71,6 +72,7 @@ class Worker:
         clock: Callable[[], float] = time.time,
         max_message_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
         tuning: Tuning = Tuning(),
+        s3: Any = None,
     ) -> None:
         s = self.settings = settings
         self.stats = Stats()
@@ -94,6 +96,17 @@ class Worker:
             kms_retry_s=tuning.kms_retry_s,
             rng=random.Random(),  # noqa: S311 - jitter, not secrets
         )
+        payloads = None
+        if s3 is not None:
+            payloads = PayloadStore(
+                s3,
+                buckets=parse_buckets(s.payload_buckets),
+                max_bytes=s.max_payload_bytes,
+                at_once=s.payload_fetches,
+                keep=s.keep_payloads,
+            )
+        self.payloads = payloads
+        """Payloads sent through S3 (`s3` given): fetch and delete counts for tests."""
         slots = Slots(s.max_in_flight)
         self._leases = Leases(on_finish=slots.give)
         self._settler = Settler(
@@ -104,6 +117,7 @@ class Worker:
             leases=self._leases,
             stats=self.stats,
             kid_label=KidLabels(self._keyring.knows, tuning.max_foreign_kids),
+            payloads=payloads,
         )
         self._hand_back = HandBacks(self._settler.release, self._stopping)
         self._buffer: Buffer = asyncio.Queue()
@@ -130,6 +144,7 @@ class Worker:
             clock=clock,
             max_message_bytes=max_message_bytes,
             stopping=self._stopping,
+            payloads=payloads,
         )
 
     @property

@@ -68,6 +68,23 @@ class WorkerSettings(BaseSettings):
         description="threads for decryption",
         json_schema_extra={"default_help": "CPU count"},
     )
+    payload_buckets: str = Field(
+        default_factory=str,
+        description="comma-separated S3 buckets payloads sent through S3 may be read from",
+        json_schema_extra={"default_help": "none: such messages are dead-lettered payload-unavailable"},
+    )
+    max_payload_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, le=2**31, description="largest S3 payload fetched; larger is too-large"
+    )
+    payload_fetches: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="S3 payloads fetched or in handling at once: with --max-payload-bytes, the memory bound",
+    )
+    keep_payloads: bool = Field(
+        False, description="leave handled payloads in S3 for a bucket lifecycle rule instead of deleting them"
+    )
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="serve /healthz, /readyz and /metrics on this port"
     )

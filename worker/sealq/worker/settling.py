@@ -30,6 +30,7 @@ from sealq.worker.outcomes import (
     Rules,
     dead_letter_attributes,
 )
+from sealq.worker.payloads import PayloadStore
 from sealq.worker.stats import KidLabels, Stats
 
 log = logging.getLogger("sealq.worker")
@@ -50,6 +51,7 @@ class Settler:
         leases: Leases,
         stats: Stats,
         kid_label: KidLabels,
+        payloads: PayloadStore | None = None,
     ) -> None:
         self._sqs = sqs
         self._dlq_url = dlq_url
@@ -58,6 +60,7 @@ class Settler:
         self._leases = leases
         self._stats = stats
         self._kid_label = kid_label
+        self._payloads = payloads
         self._deleter = Batcher(
             "DeleteMessageBatch",
             lambda entries: sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries),
@@ -113,6 +116,8 @@ class Settler:
         """Send every queued delete and visibility change and wait for their answers."""
         await self._deleter.close()
         await self._visibility.close()
+        if self._payloads is not None:
+            await self._payloads.close()
 
     def _handled(self, item: InFlight) -> None:
         self._stats.handled += 1
@@ -126,7 +131,7 @@ class Settler:
                 client_id=item.attributes.get(ATTR_CLIENT_ID),
                 latency_ms=round((time.monotonic() - item.received_at) * 1000, 1),
             )
-        self._delete(item)
+        self._delete(item, handled=True)
 
     async def _dead_letter(self, item: InFlight, outcome: DeadLetter) -> bool:
         reason = outcome.reason
@@ -176,8 +181,10 @@ class Settler:
         )
         self._set_visibility(item, outcome.seconds)
 
-    def _delete(self, item: InFlight) -> None:
+    def _delete(self, item: InFlight, *, handled: bool = False) -> None:
         def done(ok: bool) -> None:
+            if ok and handled and item.payload is not None and self._payloads is not None:
+                self._payloads.discard(item.payload)  # after SQS's delete: never one without it
             if not ok:
                 self._stats.ack_failures += 1
                 event(
