@@ -28,7 +28,7 @@ from sealq.worker.keyring import Keyring
 from sealq.worker.leases import InFlight
 from sealq.worker.logs import event
 from sealq.worker.opening import Job, open_batch, runs_inline
-from sealq.worker.outcomes import Outcome, Release, Rules
+from sealq.worker.outcomes import DELETE, Outcome, Release, Rules
 from sealq.worker.receiving import Buffer
 from sealq.worker.settings import WorkerSettings
 from sealq.worker.settling import Settler
@@ -137,7 +137,9 @@ class Pipeline:
 
     async def _settle(self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened) -> None:
         outcome = await self.outcome(item, verdict, key, opened)
-        if isinstance(outcome, Release):  # shutdown: held until no poll of ours can take it
+        if outcome is DELETE:  # the common case, without a coroutine of its own
+            self._settler.handled(item)
+        elif isinstance(outcome, Release):  # shutdown: held until no poll of ours can take it
             self._release(item)
         else:
             await self._settler.settle(item, outcome)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any, assert_never
 
 from sealq.aws.errors import error_code
@@ -69,7 +70,7 @@ class Settler:
         """Carry out `outcome`; only a dead-letter waits here (for the DLQ to take the copy)."""
         match outcome:
             case Delete():
-                self._handled(item)
+                self.handled(item)
             case RetryAfter():
                 self.retry(item, outcome)
             case DeadLetter():
@@ -109,7 +110,8 @@ class Settler:
         await self._deleter.close()
         await self._visibility.close()
 
-    def _handled(self, item: InFlight) -> None:
+    def handled(self, item: InFlight) -> None:
+        """Its handler succeeded: delete it (`settle` with `Delete`, without a coroutine)."""
         self._stats.handled += 1
         if log.isEnabledFor(logging.DEBUG):  # per message: skip building the fields when off
             event(
@@ -165,19 +167,17 @@ class Settler:
         self._set_visibility(item, outcome.seconds)
 
     def _delete(self, item: InFlight) -> None:
-        def done(ok: bool) -> None:
-            if not ok:
-                self._stats.ack_failures += 1
-                event(
-                    log,
-                    logging.WARNING,
-                    "delete failed; SQS will deliver it again",
-                    message_id=item.message_id,
-                )
-            self._leases.finish(item)
-
         item.settling = True
+        done = partial(self._deleted, item)
         self._deleter.submit({"ReceiptHandle": item.receipt}, done, item.visible_until)
+
+    def _deleted(self, item: InFlight, ok: bool) -> None:
+        if not ok:
+            self._stats.ack_failures += 1
+            event(
+                log, logging.WARNING, "delete failed; SQS will deliver it again", message_id=item.message_id
+            )
+        self._leases.finish(item)
 
     def _set_visibility(self, item: InFlight, seconds: int) -> None:
         item.settling = True
