@@ -22,6 +22,7 @@ from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE
 from sealq.envelope.jwe import OpeningKey
 from sealq.errors import OpenError, Reason
 from sealq.worker.classify import Open, Reject, UnknownKid, Verdict, classify
+from sealq.worker.deadlines import Deadlines
 from sealq.worker.handler import Handler, Message
 from sealq.worker.keycache import KeyRefused, KeyUnavailable
 from sealq.worker.keyring import Keyring
@@ -76,7 +77,7 @@ class Pipeline:
         self._clock = clock
         self._max_bytes = max_message_bytes
         self._grace_s = settings.key_grace_s
-        self._timeout_s = settings.handler_timeout_s
+        self._deadlines = Deadlines(settings.handler_timeout_s)
         self._handlers = asyncio.Semaphore(settings.concurrency)  # bounds handler calls only
         self._stopping = stopping
         self.waiting: set[asyncio.Task[None]] = set()
@@ -207,9 +208,14 @@ class Pipeline:
             if self._stopping.is_set():
                 return self._rules.unstarted()
             started = time.monotonic()
+            timeout = asyncio.timeout(None)  # `deadlines` expires it, without a timer of its own
             try:
-                async with asyncio.timeout(self._timeout_s):
-                    await self._handler(message)
+                async with timeout:
+                    due = self._deadlines.watch(timeout)
+                    try:
+                        await self._handler(message)
+                    finally:
+                        due.discard(timeout)
             except (Exception, asyncio.CancelledError) as exc:
                 if isinstance(exc, asyncio.CancelledError) and being_cancelled():
                     raise  # shutdown is cancelling us, not the handler failing
