@@ -4,6 +4,7 @@ refuses and what it agrees with the stdlib on."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 
 import pytest
@@ -59,3 +60,19 @@ def test_header_encodings_read_as_json_loads_reads_them(keypairs: dict[str, KeyP
     recoded = b64url_encode(header.encode(encoding))
     parsed = parse(b".".join([recoded, *token.split(b".")[1:]]))
     assert parsed.kid == keypairs["P-256"].kid and parsed.aad == recoded
+
+
+HEADERS = [b' {"kid":"k"}', b'{"kid":"k"} ', b'{"kid":"k"}x', b'{"kid":', b"{\xff}", b"{}"]
+
+
+@pytest.mark.parametrize("raw", HEADERS)
+def test_header_json_reads_as_json_loads_reads_it(raw: bytes) -> None:
+    from sealq.envelope.jwe import _read_header
+
+    try:
+        expected = json.loads(raw)
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            _read_header(raw)
+    else:
+        assert _read_header(raw) == expected
