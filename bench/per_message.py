@@ -1,8 +1,9 @@
 """CPU per message through the real Worker on the in-memory SQS (P-256, no-op handler).
 
     python bench/per_message.py 2000                      # wall rate, one process
-    python bench/per_message.py 2000 --profile            # pyinstrument (if installed) top frames
-    python bench/per_message.py --callgrind 500 1500      # instructions per message
+    python bench/per_message.py 5000 --profile            # pyinstrument's top frames (pip install it)
+    python bench/per_message.py --callgrind 300 1300      # instructions per message
+    python bench/per_message.py --callgrind 300 1300 --primitive   # the crypto limit's loop, same way
 
 `--callgrind A B` runs this script under `valgrind --tool=callgrind` with A and then B
 messages and reports (instructions(B) - instructions(A)) / (B - A): start-up, imports and
@@ -120,7 +121,10 @@ def main() -> None:
             flat = ConsoleRenderer(
                 unicode=False, color=False, flat=True, show_all=True, time="percent_of_total"
             )
-            print("\n".join(profiler.output(flat).splitlines()[:40]))
+            # "[self] <file>" rows are time pyinstrument could not place in a frame (wall
+            # clock, on a shared machine): left out, the rest are the per-message frames.
+            rows = [row for row in profiler.output(flat).splitlines() if "[self]" not in row]
+            print("\n".join(rows[:30]))
         else:
             seconds, cpu = asyncio.run(run(args.count, Path(tmp)))
     print(
