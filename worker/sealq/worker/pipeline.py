@@ -249,6 +249,7 @@ class Pipeline:
         return classify(item.body, item.attributes, index, self._clock(), self._grace_s, self._max_bytes)
 
     async def _open(self, jobs: list[Job]) -> list[bytes | OpenError]:
-        if all(runs_inline(key) for _, key, _ in jobs):
+        # Asked once per distinct key (a batch is usually under one), not once per message.
+        if all(map(runs_inline, {key for _, key, _ in jobs})):
             return open_batch(jobs)
         return await asyncio.get_running_loop().run_in_executor(self._crypto, open_batch, jobs)
