@@ -12,7 +12,8 @@ Prints one JSON document:
 - pool_vs_limit: decrypt-and-dispatch through the real Worker (in-memory SQS, no network)
   vs the crypto limit on all cores (the same primitives in a tight loop, one process per
   core), for P-256 and RSA-4096, with one worker process and with one per core
-  (`sealq run --processes`); interleaved rounds, medians.
+  (`sealq run --processes`); interleaved rounds, medians. The one-process rows also give
+  `one_core_ratio`: against the loop in one process, run right after each pool run.
 - kms_single_flight: KMS Decrypt calls when 1,000 messages under one new kid arrive at once.
 - loop_lag: event-loop lag p99 while RSA-4096 messages are opened and a new RSA-4096 key is
   unwrapped under that load.
@@ -62,7 +63,7 @@ from sealq.worker import Worker
 # ----- crypto limit: the primitives in a tight loop, one process per core ----------------
 
 
-def _primitive_rate(kind: str, seconds: float) -> float:
+def _primitive_rate(kind: str, seconds: float, at_least: int = 0) -> float:
     private = make_key(kind)
     aad = b"x" * 200
     cek, iv = os.urandom(32), os.urandom(12)
@@ -87,7 +88,7 @@ def _primitive_rate(kind: str, seconds: float) -> float:
             AESGCM(cek).decrypt(iv, sealed, aad)
 
     count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    while time.perf_counter() - start < seconds or count < at_least:
         one(count)
         count += 1
     return count / (time.perf_counter() - start)
@@ -151,26 +152,32 @@ def pool_vs_limit(quick: bool, workdir: Path) -> list[dict[str, Any]]:
         ("RSA-4096", 400 if quick else 2000, 0.85),
     ):
         limits: list[float] = []
+        one_core: list[float] = []  # the loop in this one process, right after its pool run
         rates: dict[int, list[float]] = {1: [], CORES: []}
         for _ in range(1 if quick else 2):
             limits.append(crypto_limit(kind, 1.0 if quick else 2.0))
             for processes in rates:
                 rates[processes].append(pool_rate(kind, count, workdir, processes))
+                if processes == 1:
+                    one_core.append(_primitive_rate(kind, 1.0 if quick else 2.0))
         limit = statistics.median(limits)
         for processes, values in rates.items():
             rate = statistics.median(values)
-            out.append(
-                {
-                    "alg": kind,
-                    "processes": processes,
-                    "messages": count,
-                    "pool_per_s": round(rate),
-                    "limit_per_s": round(limit),
-                    "ratio": round(rate / limit, 3),
-                    "aim": aim,
-                    "cores": CORES,
-                }
-            )
+            row = {
+                "alg": kind,
+                "processes": processes,
+                "messages": count,
+                "pool_per_s": round(rate),
+                "limit_per_s": round(limit),
+                "ratio": round(rate / limit, 3),
+                "aim": aim,
+                "cores": CORES,
+            }
+            if processes == 1:
+                # One process uses one core: its own bound is the loop on one core.
+                row["one_core_limit_per_s"] = round(statistics.median(one_core))
+                row["one_core_ratio"] = round(rate / statistics.median(one_core), 3)
+            out.append(row)
     return out
 
 

@@ -1,9 +1,11 @@
 """Strict unpadded base64url (RFC 7515 section 2), as JOSE requires.
 
 The stdlib's urlsafe decoder silently skips characters outside the alphabet; here the
-translated input goes through binascii's strict mode, which refuses them, and `+`, `/` and
-`=` (standard alphabet, padding) are refused up front. This is also faster than the stdlib
-path, which matters: every message decodes five parts.
+translated input goes through binascii's strict mode, which refuses them. `+`, `/` and `=`
+(standard alphabet, padding) are refused in the same pass: the translation maps them to a
+byte outside every base64 alphabet, so strict mode refuses them too, and a length of 4n+1
+gets no padding, which strict mode refuses as well. One translate and one decode per part,
+no extra scans: every message decodes seven parts (measured with bench/per_message.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 
-URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+URLSAFE_TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/***")
+"""base64url to standard base64; `+`, `/` and `=` become `*`, which strict decoding refuses."""
 B64_PADDING = (b"", b"", b"==", b"=")
 
 
@@ -27,19 +30,16 @@ a megabyte on a loaded core, which would stall the event loop while a crypto thr
 
 def b64url_decode(data: bytes) -> bytes:
     """Decode unpadded base64url; raise ValueError on anything else."""
-    remainder = len(data) % 4
-    if remainder == 1 or b"+" in data or b"/" in data or b"=" in data:
-        raise ValueError("not base64url")
     try:
         if len(data) <= CHUNK_CHARS:
             return binascii.a2b_base64(
-                data.translate(URLSAFE_TO_STANDARD) + B64_PADDING[remainder], strict_mode=True
+                data.translate(URLSAFE_TO_STANDARD) + B64_PADDING[len(data) % 4], strict_mode=True
             )
         view, pieces = memoryview(data), []
         for start in range(0, len(data), CHUNK_CHARS):
             piece = view[start : start + CHUNK_CHARS].tobytes().translate(URLSAFE_TO_STANDARD)
             if start + CHUNK_CHARS >= len(data):
-                piece += B64_PADDING[remainder]
+                piece += B64_PADDING[len(data) % 4]
             pieces.append(binascii.a2b_base64(piece, strict_mode=True))
         return b"".join(pieces)
     except binascii.Error:

@@ -28,6 +28,8 @@ Waiting = tuple[dict[str, Any], Done, int, float]
 """entry, callback, attempts so far, deadline (monotonic)"""
 
 MAX_ENTRIES = 10
+_IDS = tuple(str(i) for i in range(MAX_ENTRIES))
+"""Entry ids by position in a call, made once rather than per entry per call."""
 SQS_ERRORS = (TimeoutError, ClientError, BotoCoreError, OSError)
 """What a failed SQS call raises: worth retrying, never a reason to drop a message."""
 RETRY_BASE_S = 0.1
@@ -97,7 +99,7 @@ class Batcher:
             task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[Waiting]) -> None:
-        entries = [{**entry, "Id": str(i)} for i, (entry, _, _, _) in enumerate(batch)]
+        entries = [{**waiting[0], "Id": sid} for sid, waiting in zip(_IDS, batch, strict=False)]
         try:
             response = await self._call(entries)
         except SQS_ERRORS as exc:
@@ -112,8 +114,7 @@ class Batcher:
         ok_ids = {item["Id"] for item in response.get("Successful", [])}
         retry: list[Waiting] = []
         failed = {item["Id"]: item for item in response.get("Failed", [])}
-        for i, waiting in enumerate(batch):
-            sid = str(i)
+        for sid, waiting in zip(_IDS, batch, strict=False):  # batches hold at most ten
             if sid in ok_ids:
                 waiting[1](True)
             elif sid in failed and failed[sid].get("SenderFault", False):

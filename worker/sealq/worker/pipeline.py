@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Executor
+from typing import Any
 
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_CONTENT_TYPE
 from sealq.envelope.jwe import OpeningKey
 from sealq.errors import OpenError, Reason
 from sealq.worker.classify import Fetch, Open, Reject, UnknownKid, Verdict, classify
+from sealq.worker.deadlines import Deadlines
 from sealq.worker.groups import GroupLocks, in_groups
 from sealq.worker.handler import Handler, Message
 from sealq.worker.keycache import KeyRefused, KeyUnavailable
@@ -29,7 +31,7 @@ from sealq.worker.keyring import Keyring
 from sealq.worker.leases import InFlight
 from sealq.worker.logs import event
 from sealq.worker.opening import Job, open_batch, runs_inline
-from sealq.worker.outcomes import Outcome, Release, Rules
+from sealq.worker.outcomes import DELETE, Outcome, Release, Rules
 from sealq.worker.payloads import NOT_CONFIGURED, PayloadStore
 from sealq.worker.receiving import Buffer
 from sealq.worker.settings import WorkerSettings
@@ -47,6 +49,29 @@ def being_cancelled() -> bool:
     it raising CancelledError, which a user's handler can do)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+async def _all(tasks: list[asyncio.Task[Any]]) -> None:
+    """`asyncio.gather(*tasks, return_exceptions=True)`, then raise the first error in order:
+    every message runs to its outcome, and a bug in one is raised once the others are done,
+    so `consume` retries only the messages left unfinished. Awaiting the tasks one by one
+    costs ~2 us a message less than gather's wrapping (measured). Cancelled itself, it
+    cancels them all and waits for them before it re-raises, as gather would."""
+    error: BaseException | None = None
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError as exc:
+            if being_cancelled():
+                for other in tasks:
+                    other.cancel()
+                await asyncio.wait(tasks)
+                raise
+            error = error or exc  # the task itself was cancelled (not by us): a bug
+        except Exception as exc:
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 class Pipeline:
@@ -79,7 +104,7 @@ class Pipeline:
         self._clock = clock
         self._max_bytes = max_message_bytes
         self._grace_s = settings.key_grace_s
-        self._timeout_s = settings.handler_timeout_s
+        self._deadlines = Deadlines(settings.handler_timeout_s)
         self._handlers = asyncio.Semaphore(settings.concurrency)  # bounds handler calls only
         self._stopping = stopping
         self._groups = GroupLocks() if settings.fifo else None  # FIFO: in order per group (`groups`)
@@ -137,20 +162,20 @@ class Pipeline:
             keys.append(key)
         results = iter(await self._open(jobs) if jobs else ())
         opened: list[Opened] = [None if key is None else next(results) for key in keys]
-        steps = (
+        steps: Iterable[Coroutine[Any, Any, object]] = (
             map(self._settle, items, verdicts, keys, opened)
             if self._groups is None
             else self._in_group_order(items, verdicts, keys, opened, self._groups)
         )
-        # Every message runs to its outcome; a bug in one is raised once the others are
-        # done, so `consume` retries only the messages left unfinished.
-        for result in await asyncio.gather(*steps, return_exceptions=True):
-            if isinstance(result, BaseException):
-                raise result
+        create_task = asyncio.get_running_loop().create_task
+        await _all([create_task(step) for step in steps])
 
     async def _settle(self, item: InFlight, verdict: Verdict, key: OpeningKey | None, opened: Opened) -> bool:
         """One message to its outcome; True if it left the queue (handled or dead-lettered)."""
         outcome = await self.outcome(item, verdict, key, opened)
+        if outcome is DELETE:  # the common case, without a coroutine of its own
+            self._settler.handled(item)
+            return True
         if isinstance(outcome, Release):  # shutdown: held until no poll of ours can take it
             self._release(item)
             return False
@@ -163,7 +188,7 @@ class Pipeline:
         keys: list[OpeningKey | None],
         opened: list[Opened],
         groups: GroupLocks,
-    ) -> list[Awaitable[None]]:
+    ) -> list[Coroutine[Any, Any, None]]:
         """FIFO: one task per group, each taking its messages in order (`groups`)."""
         rows = zip(items, verdicts, keys, opened, strict=True)
         state = {id(item): (verdict, key, o) for item, verdict, key, o in rows}
@@ -247,9 +272,14 @@ class Pipeline:
             if self._stopping.is_set():
                 return self._rules.unstarted()
             started = time.monotonic()
+            timeout = asyncio.timeout(None)  # `deadlines` expires it, without a timer of its own
             try:
-                async with asyncio.timeout(self._timeout_s):
-                    await self._handler(message)
+                async with timeout:
+                    due = self._deadlines.watch(timeout)
+                    try:
+                        await self._handler(message)
+                    finally:
+                        due.discard(timeout)
             except (Exception, asyncio.CancelledError) as exc:
                 if isinstance(exc, asyncio.CancelledError) and being_cancelled():
                     raise  # shutdown is cancelling us, not the handler failing
@@ -294,7 +324,8 @@ class Pipeline:
         return classify(token, item.attributes, index, now, self._grace_s, max_bytes, fetched=True)
 
     async def _open(self, jobs: list[Job]) -> list[bytes | OpenError]:
-        if all(runs_inline(key) for _, key, _ in jobs):
+        # Asked once per distinct key (a batch is usually under one), not once per message.
+        if all(map(runs_inline, {key for _, key, _ in jobs})):
             return open_batch(jobs)
         return await self._in_thread(jobs)
 

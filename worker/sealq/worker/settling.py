@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any, assert_never
 
 from sealq.aws.errors import error_code
@@ -75,7 +76,7 @@ class Settler:
         True if the message leaves the queue (a FIFO group may go on: `groups`)."""
         match outcome:
             case Delete():
-                self._handled(item)
+                self.handled(item)
                 return True
             case RetryAfter():
                 self.retry(item, outcome)
@@ -119,7 +120,8 @@ class Settler:
         if self._payloads is not None:
             await self._payloads.close()
 
-    def _handled(self, item: InFlight) -> None:
+    def handled(self, item: InFlight) -> None:
+        """Its handler succeeded: delete it (`settle` with `Delete`, without a coroutine)."""
         self._stats.handled += 1
         if log.isEnabledFor(logging.DEBUG):  # per message: skip building the fields when off
             event(
@@ -182,21 +184,19 @@ class Settler:
         self._set_visibility(item, outcome.seconds)
 
     def _delete(self, item: InFlight, *, handled: bool = False) -> None:
-        def done(ok: bool) -> None:
-            if ok and handled and item.payload is not None and self._payloads is not None:
-                self._payloads.discard(item.payload)  # after SQS's delete: never one without it
-            if not ok:
-                self._stats.ack_failures += 1
-                event(
-                    log,
-                    logging.WARNING,
-                    "delete failed; SQS will deliver it again",
-                    message_id=item.message_id,
-                )
-            self._leases.finish(item)
-
         item.settling = True
+        done = partial(self._deleted, item, handled)
         self._deleter.submit({"ReceiptHandle": item.receipt}, done, item.visible_until)
+
+    def _deleted(self, item: InFlight, handled: bool, ok: bool) -> None:
+        if ok and handled and item.payload is not None and self._payloads is not None:
+            self._payloads.discard(item.payload)  # after SQS's delete: never one without it
+        if not ok:
+            self._stats.ack_failures += 1
+            event(
+                log, logging.WARNING, "delete failed; SQS will deliver it again", message_id=item.message_id
+            )
+        self._leases.finish(item)
 
     def _set_visibility(self, item: InFlight, seconds: int) -> None:
         item.settling = True
