@@ -22,6 +22,9 @@ Prints one JSON document:
   receive(10) + delete-batch loop with the same concurrency against the same stand-in. Both
   short-poll (WaitTimeSeconds=0, the queue is full): ministack serialises concurrent long
   polls, which would slow the reference loop ~10x and flatter sealq.
+- latency_memory, latency_standin, idle_and_burst: default settings with 0, 20 and 50 ms
+  added to every SQS call, idle-queue requests per minute, the poller count over a burst
+  (bench_latency.py; the stand-in through bench/delay_proxy.py).
 - naive: a consumer that calls KMS Decrypt for the private key on every message (stand-in
   KMS over HTTP), vs sealq's pool on the same messages and KMS; the speed-up.
 """
@@ -298,8 +301,10 @@ def rss(quick: bool, workdir: Path) -> dict[str, Any]:
     return out
 
 
-PARTS = ("pool_vs_limit", "kms_single_flight", "loop_lag", "rss", "standin")
-"""`standin` gives the end_to_end and naive figures."""
+PARTS = ("pool_vs_limit", "kms_single_flight", "loop_lag", "rss", "latency", "standin", "latency_standin")
+"""`standin` gives the end_to_end and naive figures; `latency` the in-memory latency, idle and
+burst figures, `latency_standin` the stand-in behind a delaying proxy (bench_latency.py)."""
+STANDIN_PARTS = {"standin", "latency_standin"}
 
 
 def main() -> None:
@@ -322,7 +327,7 @@ def main() -> None:
         "cores": CORES,
         "quick": args.quick,
     }
-    parts = set(args.only or PARTS) - ({"standin"} if args.skip_standin else set())
+    parts = set(args.only or PARTS) - (STANDIN_PARTS if args.skip_standin else set())
     if "pool_vs_limit" in parts:
         result["pool_vs_limit"] = pool_vs_limit(args.quick, workdir)
     if "kms_single_flight" in parts:
@@ -331,10 +336,19 @@ def main() -> None:
         result["loop_lag"] = loop_lag(args.quick, workdir)
     if "rss" in parts:
         result["rss"] = rss(args.quick, workdir)
+    if "latency" in parts:
+        from bench_latency import idle_and_burst, latency_memory
+
+        result["latency_memory"] = latency_memory(args.quick, workdir)
+        result["idle_and_burst"] = idle_and_burst(args.quick, workdir)
     if "standin" in parts:
         from bench_standin import against_standin
 
         result.update(against_standin(args.quick, workdir))
+    if "latency_standin" in parts:
+        from bench_latency import latency_standin
+
+        result["latency_standin"] = latency_standin(args.quick, workdir)
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, indent=2))
 

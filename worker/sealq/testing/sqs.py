@@ -8,7 +8,8 @@ while its message is still invisible under that receive; SendMessage and SendMes
 refuse what SQS refuses (an empty body, more than ten attributes, an empty value, a name SQS
 reserves or cannot take, body plus attributes over 1 MiB counted in UTF-8 bytes; a batch over
 ten entries or 1 MiB in all).
-Not kept: FIFO, message retention, redrive policies, a network.
+Not kept: FIFO, message retention, redrive policies, a network (`MemorySQS.delay_s` adds a
+round trip's latency to every call, for tests and benchmarks of latency hiding).
 """
 
 from __future__ import annotations
@@ -177,24 +178,36 @@ class MemoryQueue:
 
 
 class MemorySQS:
-    """Routes calls by QueueUrl to MemoryQueues, like one SQS client serving several queues."""
+    """Routes calls by QueueUrl to MemoryQueues, like one SQS client serving several queues.
 
-    def __init__(self, *queues: MemoryQueue) -> None:
+    `delay_s` (default 0) is added to every call before SQS acts on it, like a network
+    round trip: 0.02 makes it behave as an SQS 20 ms away."""
+
+    def __init__(self, *queues: MemoryQueue, delay_s: float = 0.0) -> None:
         self.queues = {q.name: q for q in queues}
+        self.delay_s = delay_s
 
     def __getitem__(self, url: str) -> MemoryQueue:
         return self.queues[url]
 
+    async def _trip(self) -> None:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+
     async def receive_message(self, **kw: Any) -> dict[str, Any]:
+        await self._trip()
         return await self.queues[kw["QueueUrl"]].receive_message(**kw)
 
     async def delete_message_batch(self, **kw: Any) -> dict[str, Any]:
+        await self._trip()
         return await self.queues[kw["QueueUrl"]].delete_message_batch(**kw)
 
     async def change_message_visibility_batch(self, **kw: Any) -> dict[str, Any]:
+        await self._trip()
         return await self.queues[kw["QueueUrl"]].change_message_visibility_batch(**kw)
 
     async def send_message(self, **kw: Any) -> dict[str, Any]:
+        await self._trip()
         queue = self.queues[kw["QueueUrl"]]
         body, attributes = kw["MessageBody"], kw.get("MessageAttributes") or {}
         problem = send_problem(body, attributes)
@@ -203,6 +216,7 @@ class MemorySQS:
         return {"MessageId": queue.put(body, attributes)}
 
     async def send_message_batch(self, **kw: Any) -> dict[str, Any]:
+        await self._trip()
         queue = self.queues[kw["QueueUrl"]]
         entries = kw["Entries"]
         if not entries:
