@@ -186,6 +186,7 @@ def _proxy(upstream: int, delay_ms: int) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [*command, "--delay-ms", str(delay_ms)],
         stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # killed at the end: asyncio's complaints about it are noise
         text=True,
     )
     assert proc.stdout is not None
