@@ -45,10 +45,10 @@ class WorkerSettings(BaseSettings):
         json_schema_extra={"default_help": "adaptive"},
     )
     max_pollers: int = Field(
-        16, ge=1, le=100, description="adaptive receiving: most concurrent receives per process"
+        32, ge=1, le=100, description="adaptive receiving: most concurrent receives per process"
     )
     max_in_flight: int = Field(
-        100, ge=1, le=10000, description="received but unfinished messages, the memory bound"
+        1000, ge=1, le=10000, description="received but unfinished messages, the memory bound"
     )
     wait_time_s: int = Field(20, ge=0, le=20, description="long-poll wait")
     visibility_timeout_s: int = Field(
