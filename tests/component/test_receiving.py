@@ -177,3 +177,18 @@ async def test_deletes_never_wait_behind_parked_long_polls(setup: Setup, pool: s
         await until(lambda: setup.src.deleted == 805, what="the late messages deleted")
         assert sqs.settle_waits == 0
         assert worker.pollers == 12 and sqs.receiving == 12
+
+
+async def test_sealq_run_sizes_the_sqs_client_pool_for_its_pollers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wiring the test above relies on: `sealq run`'s SQS client (no network is touched)."""
+    from contextlib import AsyncExitStack
+
+    from sealq.worker.app import open_clients
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    settings = WorkerSettings(queue_url="q", dlq_url="d", keyset="k", handler="m:f")
+    async with AsyncExitStack() as stack:
+        sqs, _ = await open_clients(stack, settings)
+        assert sqs.meta.config.max_pool_connections == sqs_connections(settings) == 32 + 32
