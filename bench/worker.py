@@ -27,6 +27,9 @@ Prints one JSON document:
   polls, which would slow the reference loop ~10x and flatter sealq.
 - typed: the per-message cost of a typed handler (pydantic validation of a small model) vs an
   untyped one, per call and through the pool, and that the adapter is built once (bench_typed.py).
+- latency_memory, latency_standin, idle_and_burst: default settings with 0, 20 and 50 ms
+  added to every SQS call, idle-queue requests per minute, the poller count over a burst
+  (bench_latency.py; the stand-in through bench/delay_proxy.py).
 - naive: a consumer that calls KMS Decrypt for the private key on every message (stand-in
   KMS over HTTP), vs sealq's pool on the same messages and KMS; the speed-up.
 """
@@ -309,8 +312,20 @@ def rss(quick: bool, workdir: Path) -> dict[str, Any]:
     return out
 
 
-PARTS = ("pool_vs_limit", "kms_single_flight", "loop_lag", "rss", "typed", "payloads", "standin")
-"""`standin` gives the end_to_end and naive figures."""
+PARTS = (
+    "pool_vs_limit",
+    "kms_single_flight",
+    "loop_lag",
+    "rss",
+    "typed",
+    "payloads",
+    "latency",
+    "standin",
+    "latency_standin",
+)
+"""`standin` gives the end_to_end and naive figures; `latency` the in-memory latency, idle and
+burst figures, `latency_standin` the stand-in behind a delaying proxy (bench_latency.py)."""
+STANDIN_PARTS = {"standin", "latency_standin"}
 
 
 def main() -> None:
@@ -333,7 +348,7 @@ def main() -> None:
         "cores": CORES,
         "quick": args.quick,
     }
-    parts = set(args.only or PARTS) - ({"standin"} if args.skip_standin else set())
+    parts = set(args.only or PARTS) - (STANDIN_PARTS if args.skip_standin else set())
     if "pool_vs_limit" in parts:
         result["pool_vs_limit"] = pool_vs_limit(args.quick, workdir)
     if "kms_single_flight" in parts:
@@ -350,10 +365,19 @@ def main() -> None:
         from bench_payloads import payloads
 
         result["payloads"] = payloads(args.quick, workdir)
+    if "latency" in parts:
+        from bench_latency import idle_and_burst, latency_memory
+
+        result["latency_memory"] = latency_memory(args.quick, workdir)
+        result["idle_and_burst"] = idle_and_burst(args.quick, workdir)
     if "standin" in parts:
         from bench_standin import against_standin
 
         result.update(against_standin(args.quick, workdir))
+    if "latency_standin" in parts:
+        from bench_latency import latency_standin
+
+        result["latency_standin"] = latency_standin(args.quick, workdir)
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, indent=2))
 

@@ -83,6 +83,7 @@ async def test_endpoints_answer_and_metrics_match_what_happened(tmp_path: Path) 
         assert _metric(text, "sealq_kms_decrypt_calls_total") == 1
         assert _metric(text, "sealq_key_cache_entries") == 1
         assert _metric(text, "sealq_in_flight") == 22  # handlers held open by `release`
+        assert _metric(text, "sealq_pollers") == worker.pollers >= 1  # the Grafana panel's name
         release.set()
         while worker.stats.handled < 22 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

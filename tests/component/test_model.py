@@ -159,8 +159,7 @@ class Model:
             keyset=str(self.path),
             handler="tests.component.test_model:unused",
             concurrency=4,
-            pollers=2,
-            max_in_flight=20,
+            max_in_flight=20,  # adaptive receiving (the default): one or two pollers
             wait_time_s=1,
             visibility_timeout_s=2,
             heartbeat_s=0.5,

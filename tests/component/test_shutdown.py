@@ -31,10 +31,14 @@ def long_poll_rig(tmp_path: Path) -> Rig:
     return r
 
 
-async def test_one_shutdown_adds_at_most_one_to_each_receive_count(long_poll_rig: Rig) -> None:
-    """Four pollers sit in long polls on a drained queue when the stop comes; two handlers
-    run, the other messages wait unstarted. Those are handed back, and none of the still
-    open polls may take them again: each message's receive count grows by at most one."""
+@pytest.mark.parametrize("pollers", [4, None], ids=["fixed", "adaptive"])
+async def test_one_shutdown_adds_at_most_one_to_each_receive_count(
+    long_poll_rig: Rig, pollers: int | None
+) -> None:
+    """Four pollers (or as many as adaptive receiving runs then) sit in long polls on a drained
+    queue when the stop comes; two handlers run, the other messages wait unstarted. Those
+    are handed back, and none of the still open polls may take them again: each message's
+    receive count grows by at most one."""
     import asyncio
 
     rig = long_poll_rig
@@ -44,7 +48,8 @@ async def test_one_shutdown_adds_at_most_one_to_each_receive_count(long_poll_rig
     worker = rig.worker(
         handler,
         concurrency=2,
-        pollers=4,
+        pollers=pollers,
+        max_pollers=4,
         max_in_flight=100,
         wait_time_s=1,
         shutdown_grace_s=5,
@@ -53,6 +58,7 @@ async def test_one_shutdown_adds_at_most_one_to_each_receive_count(long_poll_rig
     task = asyncio.create_task(worker.run())
     await until(lambda: handler.running == 2 and worker.in_flight == 30, what="2 running, 28 waiting")
     await asyncio.sleep(0.1)  # every poller back in a long poll on the empty queue
+    assert pollers is None or worker.pollers == 4
     before = {m.message_id: m.receive_count for m in rig.src.messages()}
     assert set(before.values()) == {1}
     worker.stop()

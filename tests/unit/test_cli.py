@@ -31,6 +31,7 @@ RUN_FLAGS = {
     "concurrency": int,
     "processes": int,
     "pollers": int,
+    "max-pollers": int,
     "max-in-flight": int,
     "wait-time-s": int,
     "visibility-timeout-s": int,
@@ -80,6 +81,7 @@ def test_run_flag_help_is_the_description_and_the_model_default() -> None:
     assert options["crypto-threads"].help == "threads for decryption (default: CPU count)"
     assert options["metrics-port"].help == "serve /healthz, /readyz and /metrics on this port (default: off)"
     assert options["queue-url"].help == "SQS queue to consume"
+    assert options["pollers"].help.endswith("(default: adaptive)")
     for name, field in WorkerSettings.model_fields.items():
         assert field.description, f"{name} needs a description: it is the flag's help"
         assert options[name.replace("_", "-")].help == flag_help(field).replace("%", "%%")

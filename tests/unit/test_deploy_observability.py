@@ -30,8 +30,6 @@ from tests.unit.deploy_helpers import DOCKER, ROOT
 
 DASHBOARD = DOCKER / "grafana" / "sealq.json"
 RULES = DOCKER / "prometheus" / "sealq-rules.yml"
-PENDING = {"sealq_pollers": "gauge of concurrent receives, added with adaptive receiving (issue 9)"}
-"""Named by the dashboard before the worker exports it; drop an entry once it is exported."""
 EXTERNAL = {"aws_sqs_approximate_number_of_messages_visible_average"}
 """Not sealq's: CloudWatch's queue depth through an exporter (the README's DLQ rule)."""
 TARGET_LABELS = {"instance", "job", "pod", "namespace", "le"}
@@ -138,7 +136,7 @@ def readme_rules() -> dict[str, dict[str, Any]]:
 def _check(expr: str, exported: dict[str, set[str]]) -> None:
     names, labels = selectors(expr)
     assert names, expr
-    unknown = names - set(exported) - set(PENDING) - EXTERNAL
+    unknown = names - set(exported) - EXTERNAL
     assert not unknown, f"{expr}: not exported by the worker: {sorted(unknown)}"
     if names & EXTERNAL:
         return
@@ -164,12 +162,6 @@ def test_the_check_is_live(exported: dict[str, set[str]]) -> None:
         _check("sum(rate(sealq_handled[5m]))", exported)
     with pytest.raises(AssertionError, match="labels"):
         _check("sum by (client) (rate(sealq_dead_lettered_total[5m]))", exported)
-
-
-def test_pending_names_are_few_and_not_in_the_rules() -> None:
-    names = set().union(*(selectors(r["expr"])[0] for r in rules(RULES.read_text()).values()))
-    assert not names & set(PENDING)
-    assert set(PENDING) <= {"sealq_pollers"}
 
 
 def test_the_dashboard_shows_what_operators_need() -> None:

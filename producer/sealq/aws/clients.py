@@ -38,11 +38,16 @@ def client_config() -> Config:
     return Config(**_config_kwargs())
 
 
-def aio_client_config() -> AioConfig:
-    """The same settings for aiobotocore clients."""
+def aio_client_config(max_pool_connections: int | None = None) -> AioConfig:
+    """The same settings for aiobotocore clients; `max_pool_connections` sizes the client's
+    connection pool (botocore's default: 10), which a worker's concurrent long polls share
+    with its deletes."""
     from aiobotocore.config import AioConfig
 
-    return AioConfig(**_config_kwargs())
+    kwargs = _config_kwargs()
+    if max_pool_connections is not None:
+        kwargs["max_pool_connections"] = max_pool_connections
+    return AioConfig(**kwargs)
 
 
 def client(service: str) -> Any:

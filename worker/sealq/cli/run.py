@@ -77,10 +77,12 @@ def flag_help(field: FieldInfo) -> str:
     text = field.description or ""
     if field.is_required():
         return text
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    shown = extra.get("default_help")
+    if shown:
+        return f"{text} (default: {shown})"
     if field.default_factory is not None:
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        shown = extra.get("default_help")
-        return f"{text} (default: {shown})" if shown else text
+        return text
     if field.default is None:
         return f"{text} (default: off)"
     value = field.default

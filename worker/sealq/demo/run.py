@@ -215,7 +215,7 @@ async def run_pool(
         shutdown_grace_s=5,
     )
     async with AsyncExitStack() as stack:
-        sqs, kms = await open_clients(stack)
+        sqs, kms = await open_clients(stack, settings)
         worker = Worker(settings, handle, sqs=sqs, kms=kms, keystore=aws["store"])
         server = HealthServer(worker, "127.0.0.1", 0)
         port = await server.start()

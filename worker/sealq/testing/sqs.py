@@ -10,7 +10,8 @@ reserves or cannot take, body plus attributes over 1 MiB counted in UTF-8 bytes;
 ten entries or 1 MiB in all).
 A standard queue refuses a MessageDeduplicationId (FIFO only) and keeps a MessageGroupId (a
 fair queue's tenant, no ordering). FIFO queues: `sealq.testing.fifo_sqs.MemoryFifoQueue`.
-Not kept: message retention, redrive policies, a network.
+Not kept: message retention, redrive policies, a network (`MemorySQS.delay_s` adds a round
+trip's latency to every call, for tests and benchmarks of latency hiding).
 """
 
 from __future__ import annotations
@@ -195,24 +196,36 @@ class MemoryQueue:
 
 class MemorySQS:
     """Routes calls by QueueUrl to MemoryQueues (or MemoryFifoQueues), like one SQS client
-    serving several queues."""
+    serving several queues.
 
-    def __init__(self, *queues: MemoryQueue | MemoryFifoQueue) -> None:
+    `delay_s` (default 0) is added to every call before SQS acts on it, like a network
+    round trip: 0.02 makes it behave as an SQS 20 ms away."""
+
+    def __init__(self, *queues: MemoryQueue | MemoryFifoQueue, delay_s: float = 0.0) -> None:
         self.queues = {q.name: q for q in queues}
+        self.delay_s = delay_s
 
     def __getitem__(self, url: str) -> MemoryQueue | MemoryFifoQueue:
         return self.queues[url]
 
+    async def _trip(self) -> None:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+
     async def receive_message(self, **kw: Any) -> dict[str, Any]:
+        await self._trip()
         return await self.queues[kw["QueueUrl"]].receive_message(**kw)
 
     async def delete_message_batch(self, **kw: Any) -> dict[str, Any]:
+        await self._trip()
         return await self.queues[kw["QueueUrl"]].delete_message_batch(**kw)
 
     async def change_message_visibility_batch(self, **kw: Any) -> dict[str, Any]:
+        await self._trip()
         return await self.queues[kw["QueueUrl"]].change_message_visibility_batch(**kw)
 
     async def send_message(self, **kw: Any) -> dict[str, Any]:
+        await self._trip()
         queue = self.queues[kw["QueueUrl"]]
         body, attributes = kw["MessageBody"], kw.get("MessageAttributes") or {}
         problem = send_problem(body, attributes)
@@ -224,6 +237,7 @@ class MemorySQS:
         return {"MessageId": said}
 
     async def send_message_batch(self, **kw: Any) -> dict[str, Any]:
+        await self._trip()
         queue = self.queues[kw["QueueUrl"]]
         entries = kw["Entries"]
         if not entries:

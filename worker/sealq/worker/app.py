@@ -26,6 +26,7 @@ from sealq.worker.http import HealthServer
 from sealq.worker.loading import load_handler
 from sealq.worker.logs import configure, event
 from sealq.worker.pool import Worker
+from sealq.worker.receiving import sqs_connections
 from sealq.worker.settings import SettingsError, WorkerSettings
 from sealq.worker.supervisor import run_processes
 
@@ -57,14 +58,16 @@ def serve_child(values: dict[str, Any]) -> None:
     sys.exit(code)
 
 
-async def open_clients(stack: AsyncExitStack) -> tuple[Any, Any]:
-    """aiobotocore SQS and KMS clients, closed with `stack`."""
+async def open_clients(stack: AsyncExitStack, settings: WorkerSettings | None = None) -> tuple[Any, Any]:
+    """aiobotocore SQS and KMS clients, closed with `stack`. Given the worker's `settings`,
+    the SQS client's connection pool fits all its pollers plus room for settling, so deletes
+    never wait behind long polls (`receiving.sqs_connections`)."""
     from aiobotocore.session import get_session
 
     session = get_session()
-    config = aio_client_config()
-    sqs = await stack.enter_async_context(session.create_client("sqs", config=config))
-    kms = await stack.enter_async_context(session.create_client("kms", config=config))
+    pool = None if settings is None else sqs_connections(settings)
+    sqs = await stack.enter_async_context(session.create_client("sqs", config=aio_client_config(pool)))
+    kms = await stack.enter_async_context(session.create_client("kms", config=aio_client_config()))
     return sqs, kms
 
 
@@ -101,7 +104,7 @@ def install_signal_handlers(worker: Worker) -> None:
 async def serve(settings: WorkerSettings, handler: Handler) -> int:
     """Run one worker until a signal stops it; 0 when it stopped cleanly."""
     async with AsyncExitStack() as stack:
-        sqs, kms = await open_clients(stack)
+        sqs, kms = await open_clients(stack, settings)
         await check_queues(sqs, settings)
         s3 = await open_s3(stack, settings)
         worker = Worker(settings, handler, sqs=sqs, kms=kms, keystore=KeysetStore(settings.keyset), s3=s3)

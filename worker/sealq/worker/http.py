@@ -75,6 +75,9 @@ class WorkerCollector(Collector):
         yield kms
         yield GaugeMetricFamily("sealq_key_cache_entries", "Unwrapped keys held", value=len(w.keys))
         yield GaugeMetricFamily("sealq_in_flight", "Received, not yet finished", value=w.in_flight)
+        yield GaugeMetricFamily(
+            "sealq_pollers", "Concurrent ReceiveMessage loops now (adaptive receiving)", value=w.pollers
+        )
         yield GaugeMetricFamily("sealq_ready", "1 while ready for work", value=1 if w.ready else 0)
         for name, doc, hist in (
             ("sealq_handler_seconds", "Handler call duration", s.handler_seconds),

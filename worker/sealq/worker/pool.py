@@ -160,6 +160,11 @@ class Worker:
         return len(self._leases)
 
     @property
+    def pollers(self) -> int:
+        """Concurrent receives now (adaptive: moves with the queue; `--pollers N`: N)."""
+        return len(self._receiver.pollers)
+
+    @property
     def last_poll_at(self) -> float | None:
         """When (monotonic) a ReceiveMessage call last completed; None before the first."""
         return self._receiver.last_poll_at
@@ -171,7 +176,7 @@ class Worker:
     async def run(self) -> None:
         await self._keyring.load()
         s = self.settings
-        pollers = [asyncio.create_task(self._receiver.poll(), name=f"poller-{i}") for i in range(s.pollers)]
+        self._receiver.start()
         # Enough batch consumers to keep every crypto thread busy while handlers run;
         # handler calls themselves are bounded by the `concurrency` semaphore.
         count = -(-s.concurrency // 10) + s.crypto_threads
@@ -185,17 +190,16 @@ class Worker:
             "worker started",
             queue=s.queue_url,
             concurrency=s.concurrency,
-            pollers=s.pollers,
+            pollers=s.pollers if s.pollers is not None else f"adaptive, at most {self._receiver.policy.cap}",
             keys=len(self._keyring.index or ()),
         )
         try:
             await self._stopping.wait()
         finally:
-            await self._shutdown(pollers, consumers, chores)
+            await self._shutdown(consumers, chores)
 
     async def _shutdown(
         self,
-        pollers: list[asyncio.Task[None]],
         consumers: list[asyncio.Task[None]],
         chores: list[asyncio.Task[None]],
     ) -> None:
@@ -204,17 +208,7 @@ class Worker:
         # A poll already in flight may finish (bounded); what it brings, like every other
         # hand-back, is held until the polls are over (see `leases.HandBacks`). Idle pollers
         # just stop.
-        busy = self._receiver.busy
-        for task in pollers:
-            if task not in busy:
-                task.cancel()
-        polling = [t for t in pollers if not t.done() and t in busy]
-        if polling:
-            wait = min(self.settings.wait_time_s + 2.0, self.settings.shutdown_grace_s)
-            _, slow = await asyncio.wait(polling, timeout=wait)
-            for task in slow:
-                task.cancel()
-        await asyncio.gather(*pollers, return_exceptions=True)
+        await self._receiver.stop()
         # No poll of ours can receive them again now: give back what was held meanwhile,
         # then what is received but not started (one shutdown, one receive count at most).
         self._hand_back.let_go()

@@ -38,9 +38,18 @@ class WorkerSettings(BaseSettings):
     processes: int = Field(
         1, ge=1, le=64, description="worker processes; more than 1 uses more cores for P-256"
     )
-    pollers: int = Field(2, ge=1, le=50, description="concurrent long polls")
+    pollers: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="concurrent receives, fixed; unset, their number adapts to the queue",
+        json_schema_extra={"default_help": "adaptive"},
+    )
+    max_pollers: int = Field(
+        32, ge=1, le=100, description="adaptive receiving: most concurrent receives per process"
+    )
     max_in_flight: int = Field(
-        100, ge=1, le=10000, description="received but unfinished messages, the memory bound"
+        1000, ge=1, le=10000, description="received but unfinished messages, the memory bound"
     )
     wait_time_s: int = Field(20, ge=0, le=20, description="long-poll wait")
     visibility_timeout_s: int = Field(
