@@ -121,7 +121,7 @@ class Pipeline:
             except asyncio.CancelledError:
                 if being_cancelled():
                     for item in batch:
-                        if not item.finished:
+                        if not item.settling:
                             self._release(item)
                     raise
                 self._unexpected(batch, "CancelledError")
@@ -131,7 +131,7 @@ class Pipeline:
     def _unexpected(self, batch: list[InFlight], error: str) -> None:
         event(log, logging.ERROR, "unexpected error", error=error)
         for item in batch:
-            if not item.finished:
+            if not item.settling:  # one outcome each: a queued delete or change is not "left"
                 self._settler.retry(item, self._rules.internal_error(item.receive_count))
 
     async def run_batch(self, batch: list[InFlight]) -> None:
@@ -211,7 +211,7 @@ class Pipeline:
         try:
             await self._settle(item, verdict, None, None)
         except asyncio.CancelledError:  # only shutdown cancels these: give it back to SQS
-            if not item.finished:
+            if not item.settling:
                 self._release(item)
             raise
         except Exception as exc:  # never log bodies: the type name says enough

@@ -103,7 +103,10 @@ class Settler:
         self._set_visibility(item, outcome.seconds)
 
     def release(self, item: InFlight) -> None:
-        """Hand an unfinished message straight back to SQS (shutdown)."""
+        """Hand an unfinished message straight back to SQS (shutdown). Once only: a message
+        held by `leases.HandBacks` can be handed back again by its cancelled consumer."""
+        if item.settling:
+            return
         self._stats.released += 1
         self._set_visibility(item, 0)
 
