@@ -32,10 +32,11 @@ class InFlight:
     raw_attributes: dict[str, Any]
     receive_count: int
     received_at: float
-    visible_until: float
+    visible_until: float  # as far as SQS has confirmed (receipt, or a granted extension)
     group_id: str | None = None  # MessageGroupId (FIFO queues; received only when asked for)
     settling: bool = False  # an outcome (delete or visibility change) has been submitted
     finished: bool = False  # SQS answered for the outcome; the buffer slot is free again
+    extending: bool = False  # a heartbeat extension is waiting for SQS's answer
     payload: S3Pointer | None = None  # sent through S3: its object, deleted once handled
 
 
@@ -85,16 +86,18 @@ class Leases:
 
     def due(self, now: float, every_s: float, visibility_timeout_s: int) -> list[tuple[InFlight, int]]:
         """The messages whose visibility would lapse before the next beat, each with the
-        extension to ask for, capped by the 12 h limit; marks them extended until then."""
+        extension to ask for, capped by the 12 h limit; marks them `extending`. Their
+        `visible_until` moves only once SQS grants it (`extended`): the batcher retries a
+        receipt only while the visibility SQS really gave it lasts."""
         out: list[tuple[InFlight, int]] = []
         for item in self._items.values():
-            if item.settling or item.visible_until - now > every_s * 1.5:
+            if item.settling or item.extending or item.visible_until - now > every_s * 1.5:
                 continue
             left = MAX_VISIBILITY_S - (now - item.received_at) - CAP_MARGIN_S
             extend = int(min(visibility_timeout_s, left))
             if extend <= 0:
                 continue
-            item.visible_until = now + extend
+            item.extending = True
             out.append((item, extend))
         return out
 
@@ -106,6 +109,14 @@ class Leases:
             await asyncio.sleep(every_s)
             for item, seconds in self.due(time.monotonic(), every_s, visibility_timeout_s):
                 extend(item, seconds)
+
+
+def extended(item: InFlight, asked_at: float, seconds: int, ok: bool) -> None:
+    """SQS's answer to a heartbeat extension asked for at `asked_at` (monotonic): granted,
+    the message is invisible until at least `seconds` from then; refused, nothing moves."""
+    item.extending = False
+    if ok:
+        item.visible_until = max(item.visible_until, asked_at + seconds)
 
 
 class HandBacks:

@@ -20,7 +20,7 @@ from sealq.aws.fifo import is_fifo_url
 from sealq.aws.limits import fits
 from sealq.envelope.attributes import ATTR_CLIENT_ID, ATTR_KEY_ID
 from sealq.worker.batcher import SQS_ERRORS, Batcher
-from sealq.worker.leases import InFlight, Leases
+from sealq.worker.leases import InFlight, Leases, extended
 from sealq.worker.logs import event
 from sealq.worker.outcomes import (
     DeadLetter,
@@ -111,9 +111,13 @@ class Settler:
         self._set_visibility(item, 0)
 
     def extend(self, item: InFlight, seconds: int) -> None:
-        """Heartbeat: keep a running message invisible; not an outcome, so nothing finishes."""
+        """Heartbeat: keep a running message invisible; not an outcome, so nothing finishes.
+        Retried until the visibility SQS already granted lapses; `visible_until` moves only
+        when SQS grants the extension (`leases.extended`)."""
         self._visibility.submit(
-            {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds}, _ignore, item.visible_until
+            {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds},
+            partial(extended, item, time.monotonic(), seconds),
+            item.visible_until,
         )
 
     async def close(self) -> None:
@@ -208,7 +212,3 @@ class Settler:
             lambda ok: self._leases.finish(item),
             item.visible_until,
         )
-
-
-def _ignore(ok: bool) -> None:
-    """A heartbeat extension settles nothing; the batcher has already retried a failed one."""
