@@ -141,15 +141,17 @@ def test_redrive_of_everything_falls_back_when_there_is_no_move_task(queues: Que
     spy = Spy(queues.sqs)
     told: list[tuple[str, bool]] = []  # the reason, and whether any message was received yet
 
-    def on_fallback(code: str) -> None:
-        told.append((code, "receive_message" in spy.calls))
+    def on_fallback(why: str) -> None:
+        told.append((why, "receive_message" in spy.calls))
 
     result = redrive(spy, queues.dlq, queues.source, on_fallback=on_fallback)
     assert result.method == "manual" and result.move_task is None
     assert result.move_task_unavailable  # the stand-in's error code
-    assert told == [(result.move_task_unavailable, False)]
+    assert result.move_task_why and result.move_task_unavailable in result.move_task_why
+    assert told == [(result.move_task_why, False)]
     assert result.tally.done == len(MIX)
     assert result.view()["move_task_unavailable"] == result.move_task_unavailable
+    assert result.view()["move_task_why"] == result.move_task_why
     assert counts(queues.sqs, queues.dlq) == (0, 0)
     assert len(drain(queues.sqs, queues.source)) == len(MIX)
 
@@ -171,6 +173,24 @@ def test_redrive_of_everything_prefers_the_move_task(queues: Queues) -> None:
     # a dry run never starts one: it only counts
     assert redrive(spy, queues.dlq, queues.source, dry_run=True).tally.matched == len(MIX)
     assert len(started) == 1
+
+
+def test_a_move_task_refused_for_a_dlq_no_queue_names_says_so(queues: Queues, backend: str) -> None:
+    """SQS moves messages only out of a queue some queue's RedrivePolicy names as its DLQ;
+    otherwise it answers InvalidParameterValue, "Source queue must be configured as a Dead
+    Letter Queue." The error says that, and what to set, not "not available"."""
+    if backend == "ministack":
+        pytest.skip("ministack 1.5.33 has no StartMessageMoveTask (InvalidAction): no refusal to word")
+    told: list[str] = []
+    result = redrive(queues.sqs, queues.dlq, queues.source, on_fallback=told.append)
+    assert result.move_task_unavailable == "InvalidParameterValue"  # LocalStack 4.14.0, as AWS
+    why = result.move_task_why or ""
+    assert told == [why]
+    assert f"no queue names {queues.dlq} as its dead-letter queue" in why
+    assert f"give {queues.source} a RedrivePolicy with deadLetterTargetArn {dlq_arn(queues)}" in why
+    assert "not available" not in why
+    assert result.tally.done == len(MIX)  # and still moved, one by one
+    assert len(drain(queues.sqs, queues.source)) == len(MIX)
 
 
 def make_source_use_dlq(sqs: Any, source: str, dlq: str) -> None:

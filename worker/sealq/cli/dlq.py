@@ -192,9 +192,9 @@ def _report(args: argparse.Namespace, verb: str, tally: Tally, view: dict[str, A
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    def fallback(code: str) -> None:
+    def fallback(why: str) -> None:
         if not args.json:
-            print(f"StartMessageMoveTask is not available here ({code}); moving messages one by one")
+            print(f"{why}; moving messages one by one")
 
     result = ops.redrive(
         _sqs(), args.dlq_url, args.queue_url, _selection(args), max_messages=args.max_messages,

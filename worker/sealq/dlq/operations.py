@@ -138,15 +138,33 @@ def _same_queue(dlq_url: str, queue_url: str, dlq_attrs: dict[str, str], queue_a
     return arn is not None and arn == queue_attrs.get("QueueArn")
 
 
-def _try_move_task(sqs: Any, dlq_attrs: dict[str, str], queue_attrs: dict[str, str]) -> MoveTask | str:
-    """SQS's own redrive; the reason (an error code) when the endpoint does not offer it."""
+def move_task_refusal(exc: ClientError, dlq_url: str, dlq_arn: str, queue_url: str) -> str:
+    """Why StartMessageMoveTask failed, and what to do, in a sentence. SQS moves messages
+    only out of a queue that some queue's RedrivePolicy names as its dead-letter queue (AWS
+    API reference); otherwise it answers InvalidParameterValue, "Source queue must be
+    configured as a Dead Letter Queue." (LocalStack 4.14.0 gives the same code and text)."""
+    code = error_code(exc)
+    said = str(exc.response.get("Error", {}).get("Message", "")).lower().replace("-", " ")
+    if code == "InvalidParameterValue" and "dead letter queue" in said:
+        return (
+            f"SQS will not start a move task ({code}): no queue names {dlq_url} as its dead-letter "
+            f"queue; for a server-side move, give {queue_url} a RedrivePolicy with "
+            f"deadLetterTargetArn {dlq_arn} (and its maxReceiveCount)"
+        )
+    return f"StartMessageMoveTask is not available here ({code})"
+
+
+def _try_move_task(
+    sqs: Any, dlq_url: str, queue_url: str, dlq_attrs: dict[str, str], queue_attrs: dict[str, str]
+) -> MoveTask | tuple[str, str]:
+    """SQS's own redrive; or, when SQS will not start one, its error code and why in words."""
     source, destination = dlq_attrs.get("QueueArn"), queue_attrs.get("QueueArn")
     if not (source and destination):
-        return "no queue ARN"
+        return "no queue ARN", "StartMessageMoveTask needs both queues' ARNs, and SQS gave none"
     try:
         handle = start_move_task(sqs, source, destination)
     except ClientError as exc:
-        return error_code(exc)
+        return error_code(exc), move_task_refusal(exc, dlq_url, source, queue_url)
     return MoveTask(handle, int_attribute(dlq_attrs, "ApproximateNumberOfMessages"))
 
 
@@ -167,20 +185,20 @@ def redrive(
     Send before delete, and only what the source queue accepted leaves the DLQ: a failure
     duplicates a message, never loses one. Everything (and not a dry run) is first tried as
     an SQS move task, which moves messages server-side; where that is not offered, messages
-    move one by one like a selection, after `on_fallback` heard why (an error code).
+    move one by one like a selection, after `on_fallback` heard why (`move_task_refusal`).
     """
     dlq_attrs = dlq_attributes(sqs, dlq_url)
     queue_attrs = queue_attributes(sqs, queue_url, "--queue-url")
     if _same_queue(dlq_url, queue_url, dlq_attrs, queue_attrs):
         raise SameQueueError("--dlq-url and --queue-url are the same queue; redrive needs the source queue")
-    unavailable = None
+    unavailable = why = None
     if selection.is_everything and not dry_run:
-        started = _try_move_task(sqs, dlq_attrs, queue_attrs)
+        started = _try_move_task(sqs, dlq_url, queue_url, dlq_attrs, queue_attrs)
         if isinstance(started, MoveTask):
             return RedriveResult(dry_run=False, move_task=started)
-        unavailable = started
+        unavailable, why = started
         if on_fallback is not None:
-            on_fallback(unavailable)
+            on_fallback(why)
     duplicated = 0
 
     def move(chosen: list[dict[str, Any]]) -> tuple[list[str], int]:
@@ -210,7 +228,7 @@ def redrive(
         warn=warn,
     )
     tally.duplicated = duplicated
-    return RedriveResult(dry_run, tally, move_task_unavailable=unavailable)
+    return RedriveResult(dry_run, tally, move_task_unavailable=unavailable, move_task_why=why)
 
 
 def purge(
@@ -271,6 +289,7 @@ __all__ = [
     "EVERYTHING",
     "OperationFailedError",
     "SameQueueError",
+    "move_task_refusal",
     "peek",
     "purge",
     "redrive",

@@ -75,6 +75,8 @@ class RedriveResult:
     move_task_unavailable: str | None = None
     """Everything was asked for, but StartMessageMoveTask failed with this error code, so
     the messages were moved one by one."""
+    move_task_why: str | None = None
+    """That failure in words, with what to do about it (`operations.move_task_refusal`)."""
 
     @property
     def method(self) -> str:
@@ -92,6 +94,7 @@ class RedriveResult:
         out = {**self.tally.view("redriven", dry_run=self.dry_run), "method": self.method}
         if self.move_task_unavailable is not None:
             out["move_task_unavailable"] = self.move_task_unavailable
+            out["move_task_why"] = self.move_task_why
         return out
 
 
