@@ -278,14 +278,9 @@ class Pipeline:
             if self._stopping.is_set():
                 return self._rules.unstarted()
             started = time.monotonic()
-            timeout = asyncio.timeout(None)  # `deadlines` expires it, without a timer of its own
             try:
-                async with timeout:
-                    due = self._deadlines.watch(timeout)
-                    try:
-                        await self._handler(message)
-                    finally:
-                        due.discard(timeout)
+                with self._deadlines.call():
+                    await self._handler(message)
             except (Exception, asyncio.CancelledError) as exc:
                 if isinstance(exc, asyncio.CancelledError) and being_cancelled():
                     raise  # shutdown is cancelling us, not the handler failing
