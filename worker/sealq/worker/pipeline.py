@@ -140,14 +140,18 @@ class Pipeline:
         verdicts: list[Verdict] = []
         keys: list[OpeningKey | None] = []
         jobs: list[Job] = []
+        index = self._keyring.index
+        assert index is not None
+        now = self._clock()  # once a batch: classifying it never waits
+        grace_s, max_bytes, peek = self._grace_s, self._max_bytes, self._peek
         for item in batch:
             try:
-                verdict = self._classify(item)
+                verdict = classify(item.body, item.attributes, index, now, grace_s, max_bytes)
             except Exception as exc:  # a parsing bug must not stall the batch or loop forever
                 verdict = Reject(Reason.MALFORMED, f"unexpected {type(exc).__name__} while parsing")
             key = None
             if isinstance(verdict, Open):
-                key = self._peek(verdict.entry.record.kid)
+                key = peek(verdict.entry.record.kid)
                 if key is not None:
                     jobs.append((verdict.parsed, key, item.body))
             elif (
@@ -268,24 +272,23 @@ class Pipeline:
             content_type=item.attributes.get(ATTR_CONTENT_TYPE),
             attributes=item.attributes,
         )
-        async with self._handlers:
+        handlers = self._handlers
+        await handlers.acquire()  # not `async with`: two coroutines a message fewer
+        try:
             if self._stopping.is_set():
                 return self._rules.unstarted()
             started = time.monotonic()
-            timeout = asyncio.timeout(None)  # `deadlines` expires it, without a timer of its own
             try:
-                async with timeout:
-                    due = self._deadlines.watch(timeout)
-                    try:
-                        await self._handler(message)
-                    finally:
-                        due.discard(timeout)
+                with self._deadlines.call():
+                    await self._handler(message)
             except (Exception, asyncio.CancelledError) as exc:
                 if isinstance(exc, asyncio.CancelledError) and being_cancelled():
                     raise  # shutdown is cancelling us, not the handler failing
                 return self._rules.after_handler(exc, item.receive_count)
             finally:
                 self._stats.handler_seconds.observe(time.monotonic() - started)
+        finally:
+            handlers.release()
         return self._rules.after_handler(None, item.receive_count)
 
     async def _offloaded(self, item: InFlight, verdict: Fetch) -> Outcome:

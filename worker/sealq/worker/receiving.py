@@ -80,11 +80,13 @@ def sqs_connections(settings: WorkerSettings) -> int:
 
 
 class Slots:
-    """Room for received, unfinished messages: `max_in_flight` in all."""
+    """Room for received, unfinished messages: `max_in_flight` in all. A counter and one
+    waiter, not a semaphore: slots come back one message at a time (`Leases.finish`), and a
+    semaphore release per message and ten acquires per receive were measurable per message."""
 
     def __init__(self, capacity: int) -> None:
-        self._free = asyncio.Semaphore(capacity)
         self._lock = asyncio.Lock()
+        self._room: asyncio.Future[None] | None = None
         self.batch = min(10, capacity)
         self.free = capacity
         """Slots no poller holds: room for `free // batch` more receives at once."""
@@ -92,17 +94,23 @@ class Slots:
     async def take_batch(self) -> int:
         """Wait for room for a full receive (ten, or the capacity if smaller): receiving one
         message at a time as single slots free up would cost a call per message. One poller
-        collects at a time, so two half-filled pollers cannot deadlock."""
+        collects at a time, so two half-filled pollers cannot deadlock; it takes the whole
+        batch at once, so a poller cancelled while it waits holds nothing."""
         async with self._lock:
-            for _ in range(self.batch):
-                await self._free.acquire()
-                self.free -= 1
+            while self.free < self.batch:
+                self._room = asyncio.get_running_loop().create_future()
+                try:
+                    await self._room
+                finally:
+                    self._room = None
+            self.free -= self.batch
         return self.batch
 
     def give(self, count: int = 1) -> None:
         self.free += count
-        for _ in range(count):
-            self._free.release()
+        room = self._room
+        if room is not None and self.free >= self.batch and not room.done():
+            room.set_result(None)
 
 
 class Receiver:
