@@ -37,6 +37,9 @@ ROLE_CALLS_ELSEWHERE = {
     "worker": {"s3:GetObject"},  # the keyset, read through sealq.keys.store
 }
 GRANTED_AHEAD_OF_CODE = {
+    # Without s3:ListBucket S3 answers a missing payload object with AccessDenied, and the
+    # worker could not dead-letter it as payload-missing (worker-payloads.json).
+    "worker": {"s3:ListBucket"},
     "operator": {
         # s3:ListBucket on the keyset's prefix only: without it S3 answers a missing keyset
         # with AccessDenied, and `keys create` could not tell "no keyset yet" from "denied".
