@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sealq.aws.fifo import DEDUP_WINDOW_S, id_problem, is_fifo_url
-from sealq.testing.sqs import QueuedMessage
+from sealq.testing.sqs import QueuedMessage, long_poll
 
 _FIFO_FIELDS = ("MessageGroupId", "MessageDeduplicationId", "SequenceNumber")
 
@@ -147,17 +147,7 @@ class MemoryFifoQueue:
         deadline = time.monotonic() + float(kw.get("WaitTimeSeconds", 0))
         visibility = float(kw.get("VisibilityTimeout", 30))
         wanted = set(kw.get("MessageSystemAttributeNames") or kw.get("AttributeNames") or ())
-        while True:
-            now = time.monotonic()
-            taken = self._available(now, limit)
-            if taken or now >= deadline:
-                break
-            self._arrived.clear()
-            try:
-                async with asyncio.timeout(min(deadline - now, 0.05)):
-                    await self._arrived.wait()
-            except TimeoutError:
-                pass
+        now, taken = await long_poll(self._arrived, deadline, lambda at: self._available(at, limit))
         out: list[dict[str, Any]] = []
         for m in taken:
             self._by_receipt.pop(m.receipt, None)

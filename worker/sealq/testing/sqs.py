@@ -21,8 +21,9 @@ import itertools
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -37,6 +38,8 @@ from sealq.aws.limits import (
 if TYPE_CHECKING:
     from sealq.testing.fifo_sqs import MemoryFifoQueue
 
+
+T = TypeVar("T")
 
 @dataclass(slots=True)
 class _Stored:
@@ -130,22 +133,16 @@ class MemoryQueue:
         for receipt in back:
             self._ready.append(self._invisible.pop(receipt))
 
+    def _any_visible(self, now: float) -> bool:
+        self._expire_visibility(now)
+        return bool(self._ready)
+
     async def receive_message(self, **kw: Any) -> dict[str, Any]:
         self._count("ReceiveMessage")
         limit = int(kw.get("MaxNumberOfMessages", 1))
         deadline = time.monotonic() + float(kw.get("WaitTimeSeconds", 0))
         visibility = float(kw.get("VisibilityTimeout", 30))
-        while True:
-            now = time.monotonic()
-            self._expire_visibility(now)
-            if self._ready or now >= deadline:
-                break
-            self._arrived.clear()
-            try:
-                async with asyncio.timeout(min(deadline - now, 0.05)):
-                    await self._arrived.wait()
-            except TimeoutError:
-                pass
+        now, _ = await long_poll(self._arrived, deadline, self._any_visible)
         out: list[dict[str, Any]] = []
         while self._ready and len(out) < limit:
             m = self._ready.popleft()
@@ -265,6 +262,22 @@ class MemorySQS:
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,256}")
 _RESERVED = ("aws.", "amazon.")
+
+
+async def long_poll(arrived: asyncio.Event, deadline: float, ready: Callable[[float], T]) -> tuple[float, T]:
+    """ReceiveMessage's WaitTimeSeconds: until `ready(now)` finds something or `deadline`
+    passes, waking when a message arrives (or visibility may have run out, every 50 ms)."""
+    while True:
+        now = time.monotonic()
+        found = ready(now)
+        if found or now >= deadline:
+            return now, found
+        arrived.clear()
+        try:
+            async with asyncio.timeout(min(deadline - now, 0.05)):
+                await arrived.wait()
+        except TimeoutError:
+            pass
 
 
 def send_problem(body: str, attributes: dict[str, Any]) -> str | None:
